@@ -1,0 +1,2 @@
+//! `fieldsync`: a device replica on disk.
+fn main() {}

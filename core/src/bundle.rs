@@ -1,0 +1,212 @@
+//! Offline bundles: a file carrying automerge changes (or a replica's heads) from one
+//! replica to another, by USB stick or messaging app. Format (docs/bundle.md):
+//!
+//! ```text
+//! magic "FSBUNDLE" | u16 version | u32 header length | header JSON
+//! | entries: u8 kind | u16 id length | id | u32 data length | data
+//! | SHA-256 of everything before
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::documents::DocKind;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"FSBUNDLE";
+/// The bundle format version this build writes and reads.
+pub const BUNDLE_VERSION: u16 = 1;
+/// Largest bundle this build reads (guards memory on a hostile file).
+pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
+
+/// What a bundle carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleKind {
+    /// Automerge changes to merge.
+    Changes,
+    /// The heads a replica has, so another can export only what it lacks.
+    Heads,
+}
+
+/// A device provisioned by an admin: the replica created from this bundle acts for `user`
+/// with the registered automerge `actor`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provision {
+    /// The user the new replica acts for.
+    pub user: String,
+    /// The automerge actor id (hex) registered for the device.
+    pub actor: String,
+}
+
+/// Bundle header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    /// What the entries are.
+    pub kind: BundleKind,
+    /// The team the documents belong to; other teams' replicas refuse the bundle.
+    pub team: String,
+    /// The team's founding actor (hex), recorded by a replica created from this bundle.
+    pub founder: String,
+    /// Who exported it.
+    pub from_user: String,
+    /// When, ms since the epoch.
+    pub created_at: i64,
+    /// Present on a device-provisioning bundle.
+    pub provision: Option<Provision>,
+}
+
+/// One document's data in a bundle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BundleEntry {
+    /// Document kind.
+    pub kind: DocKind,
+    /// Document id.
+    pub doc_id: String,
+    /// Automerge changes, or concatenated 32-byte change hashes for a heads bundle.
+    pub data: Vec<u8>,
+}
+
+/// A decoded bundle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bundle {
+    /// Header.
+    pub header: BundleHeader,
+    /// Documents.
+    pub entries: Vec<BundleEntry>,
+}
+
+impl Bundle {
+    /// Encodes the bundle.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).unwrap_or_default();
+        let mut out = Vec::with_capacity(
+            64 + header.len() + self.entries.iter().map(|e| e.data.len() + 48).sum::<usize>(),
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&BUNDLE_VERSION.to_be_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        out.extend_from_slice(&header);
+        for e in &self.entries {
+            out.push(match e.kind {
+                DocKind::Team => 0,
+                DocKind::Client => 1,
+            });
+            out.extend_from_slice(&(e.doc_id.len() as u16).to_be_bytes());
+            out.extend_from_slice(e.doc_id.as_bytes());
+            out.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
+            out.extend_from_slice(&e.data);
+        }
+        let digest = Sha256::digest(&out);
+        out.extend_from_slice(&digest);
+        out
+    }
+
+    /// Decodes a bundle, refusing anything truncated, altered or of another format.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad = |m: &str| Error::BadBundle(m.to_string());
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(bad("larger than the 512 MiB limit"));
+        }
+        if bytes.len() < MAGIC.len() + 2 + 4 + 32 || &bytes[..8] != MAGIC {
+            return Err(bad("not a FieldSync bundle (wrong magic bytes)"));
+        }
+        let (body, digest) = bytes.split_at(bytes.len() - 32);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(bad("checksum mismatch: the file is truncated or corrupt"));
+        }
+        let mut r = Reader { buf: body, pos: 8 };
+        let version = u16::from_be_bytes(r.take(2)?.try_into().map_err(|_| bad("short"))?);
+        if version != BUNDLE_VERSION {
+            return Err(Error::BadBundle(format!(
+                "bundle format {version} is not supported (this build reads {BUNDLE_VERSION})"
+            )));
+        }
+        let header_len = r.u32()? as usize;
+        let header: BundleHeader = serde_json::from_slice(r.take(header_len)?)
+            .map_err(|e| Error::BadBundle(format!("header: {e}")))?;
+        let mut entries = Vec::new();
+        while r.pos < body.len() {
+            let kind = match r.take(1)?[0] {
+                0 => DocKind::Team,
+                1 => DocKind::Client,
+                other => return Err(Error::BadBundle(format!("unknown entry kind {other}"))),
+            };
+            let id_len = u16::from_be_bytes(r.take(2)?.try_into().map_err(|_| bad("short"))?);
+            let doc_id = std::str::from_utf8(r.take(id_len as usize)?)
+                .map_err(|_| bad("document id is not UTF-8"))?
+                .to_string();
+            let len = r.u32()? as usize;
+            let data = r.take(len)?.to_vec();
+            entries.push(BundleEntry { kind, doc_id, data });
+        }
+        Ok(Bundle { header, entries })
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or_else(|| Error::BadBundle("truncated entry".into()))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Bundle {
+        Bundle {
+            header: BundleHeader {
+                kind: BundleKind::Changes,
+                team: "t".into(),
+                founder: "aa".into(),
+                from_user: "u".into(),
+                created_at: 1,
+                provision: None,
+            },
+            entries: vec![BundleEntry {
+                kind: DocKind::Client,
+                doc_id: "c1".into(),
+                data: vec![1, 2, 3],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_bundle_round_trips() {
+        let b = sample();
+        assert_eq!(Bundle::decode(&b.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_reported_as_corrupt() {
+        let mut bytes = sample().encode();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        let err = Bundle::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_bundle_is_refused() {
+        let bytes = sample().encode();
+        assert!(Bundle::decode(&bytes[..bytes.len() - 5]).is_err());
+        assert!(Bundle::decode(b"hello").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! Automerge documents on disk: a compact snapshot plus the incremental changes saved
+//! since, folded back into a new snapshot inside the same transaction once they pile up.
+
+use automerge::{AutoCommit, ChangeHash};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::{Error, Result};
+
+/// Incremental chunks kept before a document is compacted into a fresh snapshot.
+pub const COMPACT_AFTER: i64 = 32;
+
+/// What a stored document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocKind {
+    /// The team document.
+    Team,
+    /// A client document.
+    Client,
+}
+
+impl DocKind {
+    /// The spelling stored in the `documents` table and in bundles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Team => "team",
+            DocKind::Client => "client",
+        }
+    }
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "team" => Ok(DocKind::Team),
+            "client" => Ok(DocKind::Client),
+            other => Err(Error::Storage(format!("unknown document kind {other:?}"))),
+        }
+    }
+}
+
+/// Loads a document, or `None` if it is not stored.
+pub fn load(conn: &Connection, doc_id: &str) -> Result<Option<AutoCommit>> {
+    let snapshot: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT snapshot FROM documents WHERE doc_id = ?1",
+            [doc_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(snapshot) = snapshot else {
+        return Ok(None);
+    };
+    let corrupt = |e: automerge::AutomergeError| Error::CorruptDocument {
+        doc: doc_id.to_string(),
+        reason: e.to_string(),
+    };
+    let mut doc = AutoCommit::load(&snapshot).map_err(corrupt)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let chunks = stmt.query_map([doc_id], |r| r.get::<_, Vec<u8>>(0))?;
+    for chunk in chunks {
+        doc.load_incremental(&chunk?).map_err(corrupt)?;
+    }
+    Ok(Some(doc))
+}
+
+/// Whether a document is stored.
+pub fn exists(conn: &Connection, doc_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM documents WHERE doc_id = ?1", [doc_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Ids of every stored document of a kind.
+pub fn ids(conn: &Connection, kind: DocKind) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT doc_id FROM documents WHERE kind = ?1 ORDER BY doc_id")?;
+    let rows = stmt.query_map([kind.as_str()], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Saves what changed in `doc` since `before` (the heads it had when it was loaded, or
+/// `None` for a new document). Returns whether anything changed.
+pub fn save(
+    tx: &Transaction,
+    doc_id: &str,
+    kind: DocKind,
+    doc: &mut AutoCommit,
+    before: Option<&[ChangeHash]>,
+    now: i64,
+) -> Result<bool> {
+    let Some(before) = before else {
+        tx.execute(
+            "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            params![doc_id, kind.as_str(), doc.save(), now],
+        )?;
+        return Ok(true);
+    };
+    if doc.get_heads() == before {
+        return Ok(false);
+    }
+    let chunk = doc.save_after(before);
+    let (count, next): (i64, i64) = tx.query_row(
+        "SELECT count(*), coalesce(max(seq), 0) + 1 FROM doc_changes WHERE doc_id = ?1",
+        [doc_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if count + 1 >= COMPACT_AFTER {
+        tx.execute(
+            "UPDATE documents SET snapshot = ?2, updated_at = ?3 WHERE doc_id = ?1",
+            params![doc_id, doc.save(), now],
+        )?;
+        tx.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
+    } else {
+        tx.execute(
+            "INSERT INTO doc_changes(doc_id, seq, data) VALUES (?1, ?2, ?3)",
+            params![doc_id, next, chunk],
+        )?;
+        tx.execute(
+            "UPDATE documents SET updated_at = ?2 WHERE doc_id = ?1",
+            params![doc_id, now],
+        )?;
+    }
+    Ok(true)
+}
+
+/// Number of incremental chunks stored for a document (for compaction tests).
+pub fn change_chunks(conn: &Connection, doc_id: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM doc_changes WHERE doc_id = ?1",
+        [doc_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Marks a document as changed locally, for the next sync.
+pub fn outbox_add(tx: &Transaction, doc_id: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO outbox(doc_id, changed_at) VALUES (?1, ?2)
+         ON CONFLICT(doc_id) DO UPDATE SET changed_at = excluded.changed_at",
+        params![doc_id, now],
+    )?;
+    Ok(())
+}
+
+/// Documents changed locally and not yet acknowledged by a server.
+pub fn outbox(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT doc_id FROM outbox ORDER BY changed_at, doc_id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,1 @@
+//! End-to-end scenarios across crates, one module per area.
