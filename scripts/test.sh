@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every FieldSync check on a fresh machine: formatting, lints, and all tests.
+# Property-test size: FIELDSYNC_PROPTEST_CASES (small by default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust from https://rustup.rs" >&2
+  exit 1
+fi
+# rustfmt and clippy ship with rustup's default profile; add them if this toolchain lacks them.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
