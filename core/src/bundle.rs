@@ -81,7 +81,12 @@ impl Bundle {
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).unwrap_or_default();
         let mut out = Vec::with_capacity(
-            64 + header.len() + self.entries.iter().map(|e| e.data.len() + 48).sum::<usize>(),
+            64 + header.len()
+                + self
+                    .entries
+                    .iter()
+                    .map(|e| e.data.len() + 48)
+                    .sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&BUNDLE_VERSION.to_be_bytes());

@@ -359,16 +359,18 @@ impl ClientDoc {
 
     /// Hydrates the whole document.
     pub fn record(&self) -> Result<ClientRecord> {
-        let record: ClientRecord = autosurgeon::hydrate(&self.doc).map_err(|e| {
-            Error::CorruptDocument {
+        let record: ClientRecord =
+            autosurgeon::hydrate(&self.doc).map_err(|e| Error::CorruptDocument {
                 doc: "client".into(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if record.schema > CLIENT_SCHEMA {
             return Err(Error::CorruptDocument {
                 doc: record.id,
-                reason: format!("client schema {} is newer than this FieldSync", record.schema),
+                reason: format!(
+                    "client schema {} is newer than this FieldSync",
+                    record.schema
+                ),
             });
         }
         Ok(record)
@@ -423,7 +425,10 @@ impl ClientDoc {
     /// Sets or clears the supervisor.
     pub fn set_supervisor(&mut self, user: Option<&UserId>) -> Result<()> {
         match user {
-            Some(u) => self.doc.put(ROOT, "supervisor", u.to_string()).map_err(am_err),
+            Some(u) => self
+                .doc
+                .put(ROOT, "supervisor", u.to_string())
+                .map_err(am_err),
             None => self
                 .doc
                 .put(ROOT, "supervisor", automerge::ScalarValue::Null)

@@ -78,20 +78,32 @@ mod tests {
 
     #[test]
     fn phones_match_with_or_without_country_code_and_separators() {
-        assert_eq!(normalize_phone("+86 138-0013-8000"), normalize_phone("13800138000"));
+        assert_eq!(
+            normalize_phone("+86 138-0013-8000"),
+            normalize_phone("13800138000")
+        );
         assert_eq!(normalize_phone("abc"), None);
     }
 
     #[test]
     fn company_names_match_without_legal_form_suffixes() {
-        assert_eq!(normalize_company("深圳华强科技有限公司"), normalize_company("深圳华强科技"));
-        assert_eq!(normalize_company("Acme Co., Ltd."), normalize_company("ACME"));
+        assert_eq!(
+            normalize_company("深圳华强科技有限公司"),
+            normalize_company("深圳华强科技")
+        );
+        assert_eq!(
+            normalize_company("Acme Co., Ltd."),
+            normalize_company("ACME")
+        );
         assert_ne!(normalize_company("Acme"), normalize_company("Acne"));
     }
 
     #[test]
     fn emails_match_ignoring_case() {
-        assert_eq!(normalize_email(" Li@Example.com"), normalize_email("li@example.com"));
+        assert_eq!(
+            normalize_email(" Li@Example.com"),
+            normalize_email("li@example.com")
+        );
         assert_eq!(normalize_email("not-an-email"), None);
     }
 }

@@ -17,8 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
-    Approval, ClientDoc, EventList, FieldConflict, Handover, Note, NoteKind, Quote,
-    StageTransition,
+    Approval, ClientDoc, EventList, FieldConflict, Handover, Note, NoteKind, Quote, StageTransition,
 };
 use crate::clock::{Millis, HOUR_MS};
 use crate::pipeline::StageKind;
@@ -343,9 +342,16 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
     handovers.sort_by(|a, b| (a.event.at, &a.event.id).cmp(&(b.event.at, &b.event.id)));
 
     // Communication history and the SLA: a call or visit in the stage meets it.
-    record.notes.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    record
+        .notes
+        .sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
     let is_contact = |n: &Note| n.kind.parse::<NoteKind>().is_ok_and(NoteKind::is_contact);
-    let last_contact_at = record.notes.iter().filter(|n| is_contact(n)).map(|n| n.at).max();
+    let last_contact_at = record
+        .notes
+        .iter()
+        .filter(|n| is_contact(n))
+        .map(|n| n.at)
+        .max();
     let stage = pipeline.find(&current.stage);
     let contacted_in_stage = last_contact_at.is_some_and(|at| at >= current.entered_at);
     let due_at = stage
@@ -420,15 +426,24 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
     }
 
     let owner_id = owner.parse().ok();
-    let supervisor = record.supervisor.clone().filter(|s| !s.is_empty()).or_else(|| {
-        owner_id
-            .and_then(|o| team.manager_of(&o))
-            .map(|m| m.to_string())
-    });
+    let supervisor = record
+        .supervisor
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            owner_id
+                .and_then(|o| team.manager_of(&o))
+                .map(|m| m.to_string())
+        });
 
     Ok(ClientView {
         id: record.id,
-        tags: record.tags.into_iter().filter(|(_, on)| *on).map(|(t, _)| t).collect(),
+        tags: record
+            .tags
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(t, _)| t)
+            .collect(),
         collaborators: record
             .collaborators
             .into_iter()
@@ -438,7 +453,9 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
         profile: record.profile,
         owner,
         supervisor,
-        stage_name: stage.map(|s| s.name.clone()).unwrap_or_else(|| current.stage.clone()),
+        stage_name: stage
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| current.stage.clone()),
         stage: current.stage,
         stage_entered_at: current.entered_at,
         sla: SlaStatus::at(due_at, now, rules.warning_hours),
@@ -462,7 +479,12 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
 pub fn reached(view: &ClientView, team: &TeamDoc, kind: StageKind) -> Option<Millis> {
     view.visits
         .iter()
-        .find(|v| team.team().pipeline.find(&v.stage).is_some_and(|s| s.kind() == kind))
+        .find(|v| {
+            team.team()
+                .pipeline
+                .find(&v.stage)
+                .is_some_and(|s| s.kind() == kind)
+        })
         .map(|v| v.entered_at)
 }
 
@@ -493,8 +515,14 @@ mod tests {
     #[test]
     fn sla_turns_yellow_inside_the_warning_window_and_red_when_due() {
         let due = 100 * HOUR_MS;
-        assert_eq!(SlaStatus::at(Some(due), due - 5 * HOUR_MS, 4), SlaStatus::Green);
-        assert_eq!(SlaStatus::at(Some(due), due - 3 * HOUR_MS, 4), SlaStatus::Yellow);
+        assert_eq!(
+            SlaStatus::at(Some(due), due - 5 * HOUR_MS, 4),
+            SlaStatus::Green
+        );
+        assert_eq!(
+            SlaStatus::at(Some(due), due - 3 * HOUR_MS, 4),
+            SlaStatus::Yellow
+        );
         assert_eq!(SlaStatus::at(Some(due), due, 4), SlaStatus::Red);
         assert_eq!(SlaStatus::at(None, due, 4), SlaStatus::Green);
     }

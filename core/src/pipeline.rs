@@ -160,10 +160,11 @@ impl Pipeline {
                     stage("contract", "合同签约", Won, None),
                     stage("after_sales", "售后维护", Open, Some(720)),
                 ];
-                let mut edges: Vec<Edge> = ["discovery", "needs", "proposal", "contract", "after_sales"]
-                    .windows(2)
-                    .map(|w| edge(w[0], w[1]))
-                    .collect();
+                let mut edges: Vec<Edge> =
+                    ["discovery", "needs", "proposal", "contract", "after_sales"]
+                        .windows(2)
+                        .map(|w| edge(w[0], w[1]))
+                        .collect();
                 // Repeat business (复购): after-sales loops back to needs.
                 edges.push(edge("after_sales", "needs"));
                 Pipeline {
@@ -226,10 +227,19 @@ impl Pipeline {
         }
         for (i, s) in self.stages.iter().enumerate() {
             if s.key.trim().is_empty() || s.name.trim().is_empty() {
-                return Err(Error::invalid("pipeline", "a stage has an empty key or name"));
+                return Err(Error::invalid(
+                    "pipeline",
+                    "a stage has an empty key or name",
+                ));
             }
-            if self.stages[..i].iter().any(|o| o.key == s.key || o.name == s.name) {
-                return Err(Error::invalid("pipeline", format!("stage {:?} appears twice", s.key)));
+            if self.stages[..i]
+                .iter()
+                .any(|o| o.key == s.key || o.name == s.name)
+            {
+                return Err(Error::invalid(
+                    "pipeline",
+                    format!("stage {:?} appears twice", s.key),
+                ));
             }
         }
         for e in &self.edges {
@@ -256,7 +266,11 @@ mod tests {
         assert_eq!(p.find("线索获取").unwrap().key, "lead");
         assert_eq!(p.find("成交").unwrap().kind(), StageKind::Won);
         for open in p.stages.iter().filter(|s| s.kind() == StageKind::Open) {
-            assert!(p.is_edge(&open.key, "lost"), "{} has no lost branch", open.key);
+            assert!(
+                p.is_edge(&open.key, "lost"),
+                "{} has no lost branch",
+                open.key
+            );
         }
         assert!(!p.is_edge("lead", "proposal"));
     }

@@ -175,7 +175,14 @@ impl Replica {
             meta_set(tx, "user_id", &admin.to_string())?;
             meta_set(tx, "actor", &founder)?;
             meta_set(tx, "founder", &founder)?;
-            documents::save(tx, &team_doc_id(team.team()), DocKind::Team, team.doc_mut(), None, now)?;
+            documents::save(
+                tx,
+                &team_doc_id(team.team()),
+                DocKind::Team,
+                team.doc_mut(),
+                None,
+                now,
+            )?;
             documents::outbox_add(tx, &team_doc_id(team.team()), now)?;
             Ok(())
         })?;
@@ -207,7 +214,9 @@ impl Replica {
             .map_err(|e| Error::BadBundle(format!("team document: {e}")))?;
         let team = TeamDoc::from_doc(doc, &bundle.header.founder)?;
         if team.team().id != bundle.header.team {
-            return Err(Error::BadBundle("team document does not match the header".into()));
+            return Err(Error::BadBundle(
+                "team document does not match the header".into(),
+            ));
         }
         let user: UserId = provision.user.parse()?;
         if team.team().actors.get(&provision.actor) != Some(&provision.user) {
@@ -216,7 +225,6 @@ impl Replica {
             ));
         }
         let actor = parse_actor(&provision.actor)?;
-        let now = clock.now_ms();
         let mut store = Store::create(path)?;
         store.write(|tx| {
             meta_set(tx, "team_id", &team.team().id)?;
@@ -233,15 +241,17 @@ impl Replica {
             clock,
         };
         // The team document is stored by the import below, like any other.
-        replica.import_bundle(Bundle {
-            header: BundleHeader {
-                kind: BundleKind::Changes,
-                provision: None,
-                ..bundle.header
+        replica.import_bundle(
+            Bundle {
+                header: BundleHeader {
+                    kind: BundleKind::Changes,
+                    provision: None,
+                    ..bundle.header
+                },
+                entries: bundle.entries,
             },
-            entries: bundle.entries,
-        }, true)?;
-        let _ = now;
+            true,
+        )?;
         Ok(replica)
     }
 
@@ -327,7 +337,11 @@ impl Replica {
     fn my_role(&self) -> Role {
         // The role the fold believes: the replica cannot grant itself more.
         match self.team.user_of_actor(&self.actor.to_hex_string()) {
-            Some(u) if u == self.me => self.team.member(&self.me).map(Member::role).unwrap_or(Role::Rep),
+            Some(u) if u == self.me => self
+                .team
+                .member(&self.me)
+                .map(Member::role)
+                .unwrap_or(Role::Rep),
             _ => Role::Rep,
         }
     }
@@ -347,7 +361,11 @@ impl Replica {
         } else {
             Err(Error::NotPermitted(format!(
                 "{what} needs the role {}",
-                allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+                allowed
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )))
         }
     }
@@ -357,13 +375,23 @@ impl Replica {
     fn edit_team(&mut self, message: &str, f: impl FnOnce(&mut Team) -> Result<()>) -> Result<()> {
         let now = self.now();
         let before = self.team.doc_mut().get_heads();
-        let mut staged = TeamDoc::from_doc(self.team.doc().clone().with_actor(self.actor.clone()), self.team.founder())?;
+        let mut staged = TeamDoc::from_doc(
+            self.team.doc().clone().with_actor(self.actor.clone()),
+            self.team.founder(),
+        )?;
         staged.edit(f)?;
         commit(staged.doc_mut(), message, now);
         let doc_id = team_doc_id(staged.team());
         let ids = documents::ids(self.store.conn(), DocKind::Client)?;
         self.store.write(|tx| {
-            documents::save(tx, &doc_id, DocKind::Team, staged.doc_mut(), Some(&before), now)?;
+            documents::save(
+                tx,
+                &doc_id,
+                DocKind::Team,
+                staged.doc_mut(),
+                Some(&before),
+                now,
+            )?;
             documents::outbox_add(tx, &doc_id, now)?;
             // Roles and hierarchy feed the fold (authority, supervisors): refresh rows.
             refresh_clients(tx, &staged, &ids, now)
@@ -463,15 +491,14 @@ impl Replica {
         if member.role() == Role::Admin || row.owner == u || row.supervisor.as_deref() == Some(&u) {
             return true;
         }
-        if let Ok(owner) = row.owner.parse::<UserId>() {
-            if member.role() == Role::Manager && self.team.is_in_subtree(user, &owner) {
-                return true;
-            }
+        if row.collaborators.contains(&u) {
+            return true;
         }
-        // Collaborators are read from the document only when needed.
-        self.client(&row.id.parse().unwrap_or(ClientId(uuid::Uuid::nil())))
-            .map(|v| v.collaborators.contains(&u))
-            .unwrap_or(false)
+        member.role() == Role::Manager
+            && row
+                .owner
+                .parse::<UserId>()
+                .is_ok_and(|owner| self.team.is_in_subtree(user, &owner))
     }
 
     // ----- clients ----------------------------------------------------------------------
@@ -481,7 +508,10 @@ impl Replica {
             .ok_or(Error::UnknownClient(*id))?;
         let heads = doc.get_heads();
         doc.set_actor(self.actor.clone());
-        Ok((ClientDoc::from_doc(doc, Some((*id, self.team.id()?)))?, heads))
+        Ok((
+            ClientDoc::from_doc(doc, Some((*id, self.team.id()?)))?,
+            heads,
+        ))
     }
 
     fn save_client(
@@ -553,7 +583,10 @@ impl Replica {
         }
         let owner = new.owner.unwrap_or(self.me);
         if owner != self.me {
-            self.require_role(&[Role::Admin, Role::Manager], "creating a client for someone else")?;
+            self.require_role(
+                &[Role::Admin, Role::Manager],
+                "creating a client for someone else",
+            )?;
         }
         match self.team.member(&owner) {
             None => return Err(Error::UnknownUser(owner.to_string())),
@@ -592,7 +625,11 @@ impl Replica {
 
     /// Sets (`Some`) or clears (`None`) profile fields. Also resolves a conflict: the
     /// value written replaces every concurrent one.
-    pub fn edit_client(&mut self, id: &ClientId, fields: &[(String, Option<String>)]) -> Result<ClientView> {
+    pub fn edit_client(
+        &mut self,
+        id: &ClientId,
+        fields: &[(String, Option<String>)],
+    ) -> Result<ClientView> {
         for (k, v) in fields {
             validate_field(k)?;
             if k == "name" && v.as_deref().is_none_or(|v| v.trim().is_empty()) {
@@ -611,7 +648,12 @@ impl Replica {
     }
 
     /// Adds and removes tags.
-    pub fn tag_client(&mut self, id: &ClientId, add: &[String], remove: &[String]) -> Result<ClientView> {
+    pub fn tag_client(
+        &mut self,
+        id: &ClientId,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<ClientView> {
         self.edit_client_with(id, "tags", |doc, _, _| {
             for t in add {
                 doc.set_tag(t, true)?;
@@ -624,11 +666,18 @@ impl Replica {
     }
 
     /// Adds or removes a collaborator (协作者).
-    pub fn set_collaborator(&mut self, id: &ClientId, user: UserId, present: bool) -> Result<ClientView> {
+    pub fn set_collaborator(
+        &mut self,
+        id: &ClientId,
+        user: UserId,
+        present: bool,
+    ) -> Result<ClientView> {
         if self.team.member(&user).is_none() {
             return Err(Error::UnknownUser(user.to_string()));
         }
-        self.edit_client_with(id, "collaborators", |doc, _, _| doc.set_collaborator(&user, present))
+        self.edit_client_with(id, "collaborators", |doc, _, _| {
+            doc.set_collaborator(&user, present)
+        })
     }
 
     /// Sets the supervisor (监督者); `None` falls back to the owner's manager.
@@ -638,7 +687,9 @@ impl Replica {
                 return Err(Error::UnknownUser(u.to_string()));
             }
         }
-        self.edit_client_with(id, "supervisor", |doc, _, _| doc.set_supervisor(user.as_ref()))
+        self.edit_client_with(id, "supervisor", |doc, _, _| {
+            doc.set_supervisor(user.as_ref())
+        })
     }
 
     /// Appends a note, call or visit. A call or visit meets the stage's contact SLA.
@@ -669,7 +720,10 @@ impl Replica {
         self.edit_client_with(id, &format!("move to {}", target.key), |doc, view, _| {
             let from = view.stage.clone();
             if from == target.key {
-                return Err(Error::invalid("stage", format!("client is already in {}", target.name)));
+                return Err(Error::invalid(
+                    "stage",
+                    format!("client is already in {}", target.name),
+                ));
             }
             // Lead-quality gate: disqualifying (a move to lost) is always allowed.
             if from == pipeline.initial().key && target.kind() != StageKind::Lost {
@@ -683,7 +737,11 @@ impl Replica {
                     return Err(Error::GateRefused { missing });
                 }
             }
-            let reason = opts.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+            let reason = opts
+                .reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty());
             let on_edge = pipeline.is_edge(&from, &target.key);
             if !on_edge && !(opts.skip && reason.is_some()) {
                 return Err(Error::ExceptionNeedsReason {
@@ -756,7 +814,10 @@ impl Replica {
         };
         self.edit_client_with(id, "onboarding task done", |doc, view, _| {
             if view.onboarding.iter().all(|t| t.key != done.key) {
-                return Err(Error::invalid("task", format!("no onboarding task {:?}", done.key)));
+                return Err(Error::invalid(
+                    "task",
+                    format!("no onboarding task {:?}", done.key),
+                ));
             }
             doc.append(EventList::TasksDone, &done)
         })
@@ -764,12 +825,20 @@ impl Replica {
 
     /// Requests approval of a quote. Within the discount band no approval is needed;
     /// beyond it every configured approval role must approve, in any order.
-    pub fn request_quote(&mut self, id: &ClientId, amount_cents: i64, discount_pct: f64) -> Result<(String, ClientView)> {
+    pub fn request_quote(
+        &mut self,
+        id: &ClientId,
+        amount_cents: i64,
+        discount_pct: f64,
+    ) -> Result<(String, ClientView)> {
         if amount_cents <= 0 {
             return Err(Error::invalid("amount", "must be positive"));
         }
         if !(0.0..=100.0).contains(&discount_pct) {
-            return Err(Error::invalid("discount", "must be between 0 and 100 percent"));
+            return Err(Error::invalid(
+                "discount",
+                "must be between 0 and 100 percent",
+            ));
         }
         let rules = &self.team().rules;
         let required_roles = if discount_pct <= rules.discount_band_pct {
@@ -786,7 +855,9 @@ impl Replica {
             required_roles,
         };
         let quote_id = quote.id.clone();
-        let view = self.edit_client_with(id, "quote requested", |doc, _, _| doc.append(EventList::Quotes, &quote))?;
+        let view = self.edit_client_with(id, "quote requested", |doc, _, _| {
+            doc.append(EventList::Quotes, &quote)
+        })?;
         Ok((quote_id, view))
     }
 
@@ -800,13 +871,19 @@ impl Replica {
         comment: Option<&str>,
     ) -> Result<ClientView> {
         self.require_active()?;
-        let member = self.team.member(&self.me).cloned().ok_or(Error::UnknownUser(self.me.to_string()))?;
+        let member = self
+            .team
+            .member(&self.me)
+            .cloned()
+            .ok_or(Error::UnknownUser(self.me.to_string()))?;
         let my_role = self.my_role();
         let entitled = member.approves.iter().any(|r| r == role)
             || my_role == Role::Admin
             || (role == "manager" && my_role == Role::Manager);
         if !entitled {
-            return Err(Error::NotPermitted(format!("you do not sign for the approval role {role:?}")));
+            return Err(Error::NotPermitted(format!(
+                "you do not sign for the approval role {role:?}"
+            )));
         }
         let approval = Approval {
             id: uuid::Uuid::new_v4().to_string(),
@@ -826,14 +903,22 @@ impl Replica {
             .find(|q| q.quote.id == quote_id)
             .ok_or_else(|| Error::UnknownQuote(quote_id.to_string()))?;
         if !quote.quote.required_roles.iter().any(|r| r == role) {
-            return Err(Error::invalid("role", format!("quote {quote_id} does not need {role:?} approval")));
+            return Err(Error::invalid(
+                "role",
+                format!("quote {quote_id} does not need {role:?} approval"),
+            ));
         }
         doc.append(EventList::Approvals, &approval)?;
         self.save_client(id, &mut doc, Some(&heads), "quote decision")
     }
 
     /// Hands clients to a new owner (manager or admin). History stays with the client.
-    pub fn handover(&mut self, ids: &[ClientId], to: UserId, reason: Option<&str>) -> Result<Vec<ClientView>> {
+    pub fn handover(
+        &mut self,
+        ids: &[ClientId],
+        to: UserId,
+        reason: Option<&str>,
+    ) -> Result<Vec<ClientView>> {
         self.require_role(&[Role::Admin, Role::Manager], "a handover")?;
         match self.team.member(&to) {
             None => return Err(Error::UnknownUser(to.to_string())),
@@ -872,7 +957,12 @@ impl Replica {
     }
 
     /// Hands every client currently owned by `from` to `to` (离职继承).
-    pub fn handover_all(&mut self, from: UserId, to: UserId, reason: Option<&str>) -> Result<Vec<ClientView>> {
+    pub fn handover_all(
+        &mut self,
+        from: UserId,
+        to: UserId,
+        reason: Option<&str>,
+    ) -> Result<Vec<ClientView>> {
         let ids: Vec<ClientId> = read_model::list(
             self.store.conn(),
             &ClientFilter {
@@ -900,14 +990,21 @@ impl Replica {
         if let Ok(id) = wanted.parse::<ClientId>() {
             return Ok(id);
         }
-        let matches: Vec<ClientRow> = read_model::list(self.store.conn(), &ClientFilter::default())?
-            .into_iter()
-            .filter(|r| !wanted.is_empty() && r.id.starts_with(wanted))
-            .collect();
+        let matches: Vec<ClientRow> =
+            read_model::list(self.store.conn(), &ClientFilter::default())?
+                .into_iter()
+                .filter(|r| !wanted.is_empty() && r.id.starts_with(wanted))
+                .collect();
         match matches.as_slice() {
             [one] => one.id.parse(),
-            [] => Err(Error::invalid("client", format!("no client id starts with {wanted:?}"))),
-            _ => Err(Error::invalid("client", format!("{wanted:?} matches several clients"))),
+            [] => Err(Error::invalid(
+                "client",
+                format!("no client id starts with {wanted:?}"),
+            )),
+            _ => Err(Error::invalid(
+                "client",
+                format!("{wanted:?} matches several clients"),
+            )),
         }
     }
 
@@ -973,7 +1070,11 @@ impl Replica {
 
     // ----- bundles ----------------------------------------------------------------------
 
-    fn bundle_of(&self, client_ids: &[String], have: Option<&HashMap<String, Vec<ChangeHash>>>) -> Result<Bundle> {
+    fn bundle_of(
+        &self,
+        client_ids: &[String],
+        have: Option<&HashMap<String, Vec<ChangeHash>>>,
+    ) -> Result<Bundle> {
         let mut entries = Vec::new();
         let mut add = |kind: DocKind, doc_id: &str, mut doc: AutoCommit| {
             let data = match have.and_then(|h| h.get(doc_id)) {
@@ -1023,7 +1124,11 @@ impl Replica {
             let data = doc.get_heads().iter().flat_map(|h| h.0).collect();
             entries.push(BundleEntry { kind, doc_id, data });
         };
-        push(DocKind::Team, team_doc_id(self.team()), self.team.doc().clone());
+        push(
+            DocKind::Team,
+            team_doc_id(self.team()),
+            self.team.doc().clone(),
+        );
         for id in documents::ids(self.store.conn(), DocKind::Client)? {
             if let Some(doc) = documents::load(self.store.conn(), &id)? {
                 push(DocKind::Client, id, doc);
@@ -1051,13 +1156,18 @@ impl Replica {
             Some(bytes) => {
                 let bundle = Bundle::decode(bytes)?;
                 if bundle.header.kind != BundleKind::Heads {
-                    return Err(Error::BadBundle("expected a heads file (`fieldsync heads`)".into()));
+                    return Err(Error::BadBundle(
+                        "expected a heads file (`fieldsync heads`)".into(),
+                    ));
                 }
                 self.check_team(&bundle.header)?;
                 let mut map = HashMap::new();
                 for e in bundle.entries {
                     if e.data.len() % 32 != 0 {
-                        return Err(Error::BadBundle(format!("heads of {} are malformed", e.doc_id)));
+                        return Err(Error::BadBundle(format!(
+                            "heads of {} are malformed",
+                            e.doc_id
+                        )));
                     }
                     let hashes = e
                         .data
@@ -1090,7 +1200,9 @@ impl Replica {
     pub fn import(&mut self, bytes: &[u8]) -> Result<ImportSummary> {
         let bundle = Bundle::decode(bytes)?;
         if bundle.header.kind != BundleKind::Changes {
-            return Err(Error::BadBundle("this is a heads file, not a bundle of changes".into()));
+            return Err(Error::BadBundle(
+                "this is a heads file, not a bundle of changes".into(),
+            ));
         }
         self.check_team(&bundle.header)?;
         self.import_bundle(bundle, false)
@@ -1102,30 +1214,49 @@ impl Replica {
         let team_doc_key = team_doc_id(self.team());
         // Merge everything in memory first; nothing is written unless all of it is valid.
         let mut team_doc = self.team.doc().clone();
-        let team_before = if first { None } else { Some(team_doc.get_heads()) };
+        let team_before = if first {
+            None
+        } else {
+            Some(team_doc.get_heads())
+        };
         let mut clients: Vec<(ClientId, ClientDoc, Option<Vec<ChangeHash>>)> = Vec::new();
         for entry in &bundle.entries {
             match entry.kind {
                 DocKind::Team => {
                     if entry.doc_id != team_doc_key {
-                        return Err(Error::BadBundle(format!("foreign team document {}", entry.doc_id)));
+                        return Err(Error::BadBundle(format!(
+                            "foreign team document {}",
+                            entry.doc_id
+                        )));
                     }
-                    team_doc.load_incremental(&entry.data).map_err(|e| Error::CorruptDocument {
-                        doc: entry.doc_id.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    team_doc
+                        .load_incremental(&entry.data)
+                        .map_err(|e| Error::CorruptDocument {
+                            doc: entry.doc_id.clone(),
+                            reason: e.to_string(),
+                        })?;
                 }
                 DocKind::Client => {
                     let id: ClientId = entry.doc_id.parse().map_err(|_| {
                         Error::BadBundle(format!("{:?} is not a client id", entry.doc_id))
                     })?;
-                    let existing = documents::load(self.store.conn(), &entry.doc_id)?;
-                    let before = existing.as_ref().map(|d| d.clone().get_heads());
-                    let mut doc = existing.unwrap_or_default();
-                    doc.load_incremental(&entry.data).map_err(|e| Error::CorruptDocument {
+                    let corrupt = |e: automerge::AutomergeError| Error::CorruptDocument {
                         doc: entry.doc_id.clone(),
                         reason: e.to_string(),
-                    })?;
+                    };
+                    // The same document twice in one bundle merges into one entry.
+                    if let Some((_, doc, _)) = clients.iter_mut().find(|(c, _, _)| *c == id) {
+                        doc.doc_mut()
+                            .load_incremental(&entry.data)
+                            .map_err(corrupt)?;
+                        ClientDoc::from_doc(doc.doc().clone(), Some((id, team_id)))?;
+                        continue;
+                    }
+                    let existing = documents::load(self.store.conn(), &entry.doc_id)?;
+                    let known = existing.is_some();
+                    let mut doc = existing.unwrap_or_default();
+                    let before = known.then(|| doc.get_heads());
+                    doc.load_incremental(&entry.data).map_err(corrupt)?;
                     let doc = ClientDoc::from_doc(doc, Some((id, team_id)))?;
                     clients.push((id, doc, before));
                 }
@@ -1159,10 +1290,24 @@ impl Replica {
         };
         self.store.write(|tx| {
             if team_changed {
-                documents::save(tx, &team_doc_key, DocKind::Team, team.doc_mut(), team_before.as_deref(), now)?;
+                documents::save(
+                    tx,
+                    &team_doc_key,
+                    DocKind::Team,
+                    team.doc_mut(),
+                    team_before.as_deref(),
+                    now,
+                )?;
             }
             for (id, doc, before) in clients.iter_mut() {
-                if documents::save(tx, &id.to_string(), DocKind::Client, doc.doc_mut(), before.as_deref(), now)? {
+                if documents::save(
+                    tx,
+                    &id.to_string(),
+                    DocKind::Client,
+                    doc.doc_mut(),
+                    before.as_deref(),
+                    now,
+                )? {
                     let view = fold(doc, &team, now)?;
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }
@@ -1175,7 +1320,12 @@ impl Replica {
 }
 
 /// Re-folds clients into the read model (after the team document changed).
-fn refresh_clients(tx: &rusqlite::Transaction, team: &TeamDoc, ids: &[String], now: i64) -> Result<()> {
+fn refresh_clients(
+    tx: &rusqlite::Transaction,
+    team: &TeamDoc,
+    ids: &[String],
+    now: i64,
+) -> Result<()> {
     for id in ids {
         if let Some(doc) = documents::load(tx, id)? {
             let view = fold(&ClientDoc::from_doc(doc, None)?, team, now)?;
@@ -1188,13 +1338,18 @@ fn refresh_clients(tx: &rusqlite::Transaction, team: &TeamDoc, ids: &[String], n
 fn validate_field(field: &str) -> Result<()> {
     let ok = !field.is_empty()
         && field.len() <= 64
-        && field.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        && field
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
         Err(Error::invalid(
             "field",
-            format!("{field:?} is not a field name (letters, digits, _ and -; known: {})", PROFILE_FIELDS.join(", ")),
+            format!(
+                "{field:?} is not a field name (letters, digits, _ and -; known: {})",
+                PROFILE_FIELDS.join(", ")
+            ),
         ))
     }
 }
@@ -1203,6 +1358,9 @@ fn validate_grade(grade: &str) -> Result<()> {
     if matches!(grade, "A" | "B" | "C" | "D") {
         Ok(())
     } else {
-        Err(Error::invalid("grade", format!("{grade:?} is not a grade; use A, B, C or D")))
+        Err(Error::invalid(
+            "grade",
+            format!("{grade:?} is not a grade; use A, B, C or D"),
+        ))
     }
 }

@@ -29,13 +29,20 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Creates a new replica file; refuses to overwrite an existing one.
     pub fn create(path: &Path) -> Result<Self> {
-        if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
+        if path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
             return Err(Error::Storage(format!(
                 "{} already exists; refusing to overwrite a replica",
                 path.display()
             )));
         }
-        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+        Self::open_with(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
     }
 
     /// Opens an existing replica file.
@@ -51,7 +58,10 @@ impl Store {
 
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self> {
         let not_a_replica = |e: rusqlite::Error| {
-            Error::Storage(format!("{} is not a FieldSync replica: {e}", path.display()))
+            Error::Storage(format!(
+                "{} is not a FieldSync replica: {e}",
+                path.display()
+            ))
         };
         let mut conn = Connection::open_with_flags(path, flags).map_err(not_a_replica)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))

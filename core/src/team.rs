@@ -273,7 +273,12 @@ impl TeamDoc {
     /// Finds a member by user id or by exact display name.
     pub fn resolve_user(&self, id_or_name: &str) -> Result<UserId> {
         let wanted = id_or_name.trim();
-        if let Some((id, _)) = self.team.members.iter().find(|(id, _)| id.as_str() == wanted) {
+        if let Some((id, _)) = self
+            .team
+            .members
+            .iter()
+            .find(|(id, _)| id.as_str() == wanted)
+        {
             return id.parse();
         }
         let by_name: Vec<&String> = self

@@ -65,7 +65,11 @@ pub fn load(conn: &Connection, doc_id: &str) -> Result<Option<AutoCommit>> {
 /// Whether a document is stored.
 pub fn exists(conn: &Connection, doc_id: &str) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM documents WHERE doc_id = ?1", [doc_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM documents WHERE doc_id = ?1",
+            [doc_id],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some())
 }

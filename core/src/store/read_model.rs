@@ -30,6 +30,8 @@ pub struct ClientRow {
     pub due_at: Option<i64>,
     /// Tags.
     pub tags: Vec<String>,
+    /// Collaborators (user ids).
+    pub collaborators: Vec<String>,
     /// Concurrent stage moves or handovers, or field conflicts, need review.
     pub needs_review: bool,
 }
@@ -67,8 +69,8 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
     tx.execute(
         "INSERT INTO clients(id, name, company, phone_norm, email_norm, company_norm, owner,
              supervisor, stage, stage_entered_at, due_at, created_at, won_at, lost_at,
-             loss_reason, concurrent_moves, concurrent_handovers, conflicts, tags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             loss_reason, concurrent_moves, concurrent_handovers, conflicts, tags, collaborators)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT(id) DO UPDATE SET name = excluded.name, company = excluded.company,
              phone_norm = excluded.phone_norm, email_norm = excluded.email_norm,
              company_norm = excluded.company_norm, owner = excluded.owner,
@@ -78,7 +80,8 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
              lost_at = excluded.lost_at, loss_reason = excluded.loss_reason,
              concurrent_moves = excluded.concurrent_moves,
              concurrent_handovers = excluded.concurrent_handovers,
-             conflicts = excluded.conflicts, tags = excluded.tags",
+             conflicts = excluded.conflicts, tags = excluded.tags,
+             collaborators = excluded.collaborators",
         params![
             view.id,
             view.name(),
@@ -99,6 +102,7 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
             view.concurrent_handovers,
             view.conflicts.len() as i64,
             serde_json::to_string(&view.tags).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&view.collaborators).unwrap_or_else(|_| "[]".into()),
         ],
     )?;
     tx.execute("DELETE FROM stage_visits WHERE client_id = ?1", [&view.id])?;
@@ -106,7 +110,13 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
         "INSERT INTO stage_visits(client_id, seq, stage, entered_at, left_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for (seq, v) in view.visits.iter().enumerate() {
-        visit.execute(params![view.id, seq as i64, v.stage, v.entered_at, v.left_at])?;
+        visit.execute(params![
+            view.id,
+            seq as i64,
+            v.stage,
+            v.entered_at,
+            v.left_at
+        ])?;
     }
     tx.execute("DELETE FROM transitions WHERE client_id = ?1", [&view.id])?;
     let mut transition = tx.prepare_cached(
@@ -143,6 +153,7 @@ fn write_search(tx: &Transaction, view: &ClientView) -> Result<()> {
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     let tags: String = r.get("tags")?;
+    let collaborators: String = r.get("collaborators")?;
     Ok(ClientRow {
         id: r.get("id")?,
         name: r.get("name")?,
@@ -153,6 +164,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
         stage_entered_at: r.get("stage_entered_at")?,
         due_at: r.get("due_at")?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
+        collaborators: serde_json::from_str(&collaborators).unwrap_or_default(),
         needs_review: r.get::<_, bool>("concurrent_moves")?
             || r.get::<_, bool>("concurrent_handovers")?
             || r.get::<_, i64>("conflicts")? > 0,
@@ -160,7 +172,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
 }
 
 const COLUMNS: &str = "id, name, company, owner, supervisor, stage, stage_entered_at, due_at, tags,
-    concurrent_moves, concurrent_handovers, conflicts";
+    collaborators, concurrent_moves, concurrent_handovers, conflicts";
 
 /// Lists clients, newest first within a stage.
 pub fn list(conn: &Connection, filter: &ClientFilter) -> Result<Vec<ClientRow>> {
@@ -177,7 +189,11 @@ pub fn list(conn: &Connection, filter: &ClientFilter) -> Result<Vec<ClientRow>> 
 /// One client's row.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<ClientRow>> {
     Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM clients WHERE id = ?1"), [id], row)
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM clients WHERE id = ?1"),
+            [id],
+            row,
+        )
         .optional()?)
 }
 
@@ -191,9 +207,15 @@ pub fn search(conn: &Connection, query: &str) -> Result<Vec<ClientRow>> {
     }
     let (condition, pattern) = if query.chars().count() >= 3 {
         // A quoted FTS5 string: the query's own quotes are doubled.
-        ("client_search MATCH ?1", format!("\"{}\"", query.replace('"', "\"\"")))
+        (
+            "client_search MATCH ?1",
+            format!("\"{}\"", query.replace('"', "\"\"")),
+        )
     } else {
-        let escaped = query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         ("body LIKE ?1 ESCAPE '\\'", format!("%{escaped}%"))
     };
     let mut stmt = conn.prepare(&format!(
@@ -250,7 +272,11 @@ pub fn duplicates_of(
 /// Groups of clients that look like the same customer (e.g. created offline by two reps).
 pub fn duplicate_groups(conn: &Connection) -> Result<Vec<Vec<DuplicateMatch>>> {
     let mut groups = Vec::new();
-    for (column, label) in [("phone_norm", "phone"), ("email_norm", "email"), ("company_norm", "company")] {
+    for (column, label) in [
+        ("phone_norm", "phone"),
+        ("email_norm", "email"),
+        ("company_norm", "company"),
+    ] {
         let mut stmt = conn.prepare(&format!(
             "SELECT {column} FROM clients WHERE {column} IS NOT NULL
              GROUP BY {column} HAVING count(*) > 1 ORDER BY {column}"

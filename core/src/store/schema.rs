@@ -75,7 +75,8 @@ CREATE TABLE clients (
     concurrent_moves INTEGER NOT NULL,
     concurrent_handovers INTEGER NOT NULL,
     conflicts INTEGER NOT NULL,
-    tags TEXT NOT NULL
+    tags TEXT NOT NULL,
+    collaborators TEXT NOT NULL
 );
 CREATE INDEX clients_stage ON clients(stage);
 CREATE INDEX clients_owner ON clients(owner);
