@@ -743,7 +743,8 @@ impl Replica {
                 .map(str::trim)
                 .filter(|r| !r.is_empty());
             let on_edge = pipeline.is_edge(&from, &target.key);
-            if !on_edge && !(opts.skip && reason.is_some()) {
+            let green_channel = opts.skip && reason.is_some();
+            if !on_edge && !green_channel {
                 return Err(Error::ExceptionNeedsReason {
                     from,
                     to: target.key.clone(),
