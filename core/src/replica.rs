@@ -1301,14 +1301,16 @@ impl Replica {
                 )?;
             }
             for (id, doc, before) in clients.iter_mut() {
-                if documents::save(
+                let changed = documents::save(
                     tx,
                     &id.to_string(),
                     DocKind::Client,
                     doc.doc_mut(),
                     before.as_deref(),
                     now,
-                )? {
+                )?;
+                // A new team document can change what the fold believes (roles, registry).
+                if changed || team_changed {
                     let view = fold(doc, &team, now)?;
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }
