@@ -1,1 +1,3 @@
 //! End-to-end scenarios across crates, one module per area.
+
+mod cli;
