@@ -52,3 +52,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_non_utf8_argument_is_a_clear_one_line_error() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let argv = [
+            OsString::from("fieldsync"),
+            OsString::from("search"),
+            OsString::from_vec(vec![0xe5, 0x8d, 0xff]),
+        ];
+        let err = args::Cli::try_parse_from(argv).map(|_| ()).err();
+        let msg = err.as_ref().map(usage_error).unwrap_or_default();
+        assert!(msg.contains("not valid UTF-8"), "{msg}");
+        assert_eq!(msg.lines().count(), 1);
+    }
+
+    #[test]
+    fn clap_errors_are_shortened_to_one_line() {
+        let err = args::Cli::try_parse_from(["fieldsync", "stage", "move"]).err();
+        let msg = err.as_ref().map(usage_error).unwrap_or_default();
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.contains("required"), "{msg}");
+    }
+}
