@@ -40,7 +40,7 @@ pub enum Error {
         allowed: Vec<String>,
     },
     /// A client with the same phone, email or company already exists.
-    #[error("possible duplicate of {}: create it anyway with allow_duplicate", .matches.iter().map(|m| format!("{} ({}, same {})", m.name, m.client_id, m.matched_on)).collect::<Vec<_>>().join("; "))]
+    #[error("possible duplicate of {}; it can still be created deliberately as a duplicate", .matches.iter().map(|m| format!("{} ({}, same {})", m.name, m.client_id, m.matched_on)).collect::<Vec<_>>().join("; "))]
     Duplicate {
         /// The existing clients that look like the same customer.
         matches: Vec<crate::model::DuplicateMatch>,

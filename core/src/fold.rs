@@ -181,6 +181,11 @@ pub struct ClientView {
     pub onboarding: Vec<TaskView>,
     /// Stays along the effective path (for reports).
     pub visits: Vec<StageVisit>,
+    /// Id of the transition that put the client in its current stage (the effective tip);
+    /// a new move follows it.
+    pub current_transition: Option<String>,
+    /// Id of the handover that made the current owner (the effective tip of ownership).
+    pub current_handover: Option<String>,
     /// Concurrent stage moves are waiting for review.
     pub concurrent_moves: bool,
     /// Concurrent handovers were made.
@@ -265,6 +270,7 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
             .collect::<Vec<_>>(),
     );
     let effective: BTreeSet<usize> = chain.path.iter().copied().collect();
+    let current_transition = chain.path.last().map(|&i| record.transitions[i].id.clone());
     let mut visits = vec![StageVisit {
         stage: record.initial_stage.clone(),
         entered_at: record.created_at,
@@ -325,6 +331,10 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
         .last()
         .map(|&k| record.handovers[counted[k]].to.clone())
         .unwrap_or_else(|| record.initial_owner.clone());
+    let current_handover = owner_chain
+        .path
+        .last()
+        .map(|&k| record.handovers[counted[k]].id.clone());
     let owner_effective: BTreeSet<usize> = owner_chain.path.iter().map(|&k| counted[k]).collect();
     let owner_concurrent: BTreeSet<usize> =
         owner_chain.concurrent.iter().map(|&k| counted[k]).collect();
@@ -471,6 +481,8 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
         quotes,
         onboarding,
         visits,
+        current_transition,
+        current_handover,
         conflicts: client.conflicts()?,
     })
 }

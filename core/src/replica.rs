@@ -241,7 +241,7 @@ impl Replica {
             clock,
         };
         // The team document is stored by the import below, like any other.
-        replica.import_bundle(
+        let imported = replica.import_bundle(
             Bundle {
                 header: BundleHeader {
                     kind: BundleKind::Changes,
@@ -251,7 +251,12 @@ impl Replica {
                 entries: bundle.entries,
             },
             true,
-        )?;
+        );
+        if let Err(e) = imported {
+            drop(replica);
+            Store::remove_files(path);
+            return Err(e);
+        }
         Ok(replica)
     }
 
@@ -417,6 +422,25 @@ impl Replica {
                 return Err(Error::UnknownUser(m.to_string()));
             }
         }
+        if self.team().members.values().any(|m| m.name == name.trim()) {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "{:?} is already a member; names identify users",
+                    name.trim()
+                ),
+            ));
+        }
+        let roles = &self.team().rules.approval_roles;
+        if let Some(unknown) = approves.iter().find(|r| !roles.contains(r)) {
+            return Err(Error::invalid(
+                "approves",
+                format!(
+                    "{unknown:?} is not an approval role; configured: {}",
+                    roles.join(", ")
+                ),
+            ));
+        }
         let id = UserId::random();
         self.edit_team(&format!("add user {name}"), |t| {
             t.members.insert(
@@ -438,7 +462,8 @@ impl Replica {
     /// sync server stops serving their devices. Hand their clients over with
     /// [`Replica::handover_all`].
     pub fn mark_departed(&mut self, user: UserId) -> Result<()> {
-        self.require_role(&[Role::Admin, Role::Manager], "marking a user departed")?;
+        // Admin only: the team document is written by admins (ADR 0004).
+        self.require_role(&[Role::Admin], "marking a user departed")?;
         if self.team.member(&user).is_none() {
             return Err(Error::UnknownUser(user.to_string()));
         }
@@ -752,10 +777,7 @@ impl Replica {
             }
             let loss_reason = if target.kind() == StageKind::Lost {
                 let given = opts.loss_reason.as_deref().map(str::trim).unwrap_or("");
-                let found = rules.loss_reasons.iter().find(|r| {
-                    !given.is_empty()
-                        && (r.as_str() == given || r.split_whitespace().any(|w| w == given))
-                });
+                let found = match_loss_reason(&rules.loss_reasons, given);
                 match found {
                     Some(r) => Some(r.clone()),
                     None => {
@@ -768,12 +790,7 @@ impl Replica {
             } else {
                 None
             };
-            let after = view
-                .transitions
-                .iter()
-                .rev()
-                .find(|t| t.effective)
-                .map(|t| t.event.id.clone());
+            let after = view.current_transition.clone();
             doc.append(
                 EventList::Transitions,
                 &StageTransition {
@@ -926,20 +943,40 @@ impl Replica {
             Some(m) if m.departed => return Err(Error::Departed(to)),
             Some(_) => {}
         }
+        let manager_scope = (self.my_role() == Role::Manager).then_some(self.me);
+        if let Some(m) = manager_scope {
+            if !self.team.is_in_subtree(&m, &to) {
+                return Err(Error::NotPermitted(format!(
+                    "{to} is not in your team; a manager hands clients over within their subtree"
+                )));
+            }
+        }
+        // Check every client before writing any, so a refused handover changes nothing.
+        for id in ids {
+            let row = read_model::get(self.store.conn(), &id.to_string())?
+                .ok_or(Error::UnknownClient(*id))?;
+            if let Some(m) = manager_scope {
+                if !row
+                    .owner
+                    .parse()
+                    .is_ok_and(|o| self.team.is_in_subtree(&m, &o))
+                {
+                    return Err(Error::NotPermitted(format!(
+                        "client {id} is owned outside your team"
+                    )));
+                }
+            }
+        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let (mut doc, heads) = self.load_client(id)?;
             let view = fold(&doc, &self.team, self.now())?;
+
             if view.owner == to.to_string() {
                 out.push(view);
                 continue;
             }
-            let after = view
-                .handovers
-                .iter()
-                .rev()
-                .find(|h| h.effective)
-                .map(|h| h.event.id.clone());
+            let after = view.current_handover.clone();
             doc.append(
                 EventList::Handovers,
                 &Handover {
@@ -1263,7 +1300,20 @@ impl Replica {
                 }
             }
         }
+        let team_new_changes = team_doc.get_changes(team_before.as_deref().unwrap_or_default());
         let mut team = TeamDoc::from_doc(team_doc, self.team.founder())?;
+        // Only the founder and admins write the team document (ADR 0004): a bundle that
+        // carries anyone else's team changes is refused whole.
+        let trusted = team.trusted_actors();
+        if let Some(change) = team_new_changes
+            .iter()
+            .find(|c| !trusted.contains(&c.actor_id().to_hex_string()))
+        {
+            return Err(Error::BadBundle(format!(
+                "the team document carries a change by actor {} that is not a team admin",
+                change.actor_id().to_hex_string()
+            )));
+        }
         let team_changed = team_before.as_deref() != Some(&team.doc_mut().get_heads()[..]);
         let mut summary = ImportSummary {
             documents: bundle.entries.len(),
@@ -1336,6 +1386,29 @@ fn refresh_clients(
         }
     }
     Ok(())
+}
+
+/// Finds the configured loss reason meant by `given`: the whole configured string, its
+/// Chinese part (before the first space) or its English part (after it, any case). An
+/// ambiguous or unknown answer matches nothing.
+fn match_loss_reason<'a>(configured: &'a [String], given: &str) -> Option<&'a String> {
+    let given = given.trim();
+    if given.is_empty() {
+        return None;
+    }
+    let matches: Vec<&String> = configured
+        .iter()
+        .filter(|r| {
+            let (zh, en) = r.split_once(' ').unwrap_or((r.as_str(), ""));
+            r.as_str() == given
+                || zh == given
+                || (!en.is_empty() && en.trim().eq_ignore_ascii_case(given))
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
 }
 
 fn validate_field(field: &str) -> Result<()> {

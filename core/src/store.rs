@@ -42,6 +42,7 @@ impl Store {
         Self::open_with(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            true,
         )
     }
 
@@ -53,10 +54,20 @@ impl Store {
                 path.display()
             )));
         }
-        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, false)
     }
 
-    fn open_with(path: &Path, flags: OpenFlags) -> Result<Self> {
+    fn open_with(path: &Path, flags: OpenFlags, create: bool) -> Result<Self> {
+        if !create
+            && std::fs::metadata(path)
+                .map(|m| m.len() == 0)
+                .unwrap_or(false)
+        {
+            return Err(Error::Storage(format!(
+                "{} is empty, not a FieldSync replica; create one with `fieldsync init`",
+                path.display()
+            )));
+        }
         let not_a_replica = |e: rusqlite::Error| {
             Error::Storage(format!(
                 "{} is not a FieldSync replica: {e}",
@@ -71,7 +82,7 @@ impl Store {
             .map_err(not_a_replica)?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(not_a_replica)?;
-        schema::migrate(&mut conn).map_err(|e| match e {
+        schema::migrate(&mut conn, create).map_err(|e| match e {
             Error::Storage(msg) => Error::Storage(format!("{}: {msg}", path.display())),
             other => other,
         })?;
@@ -79,6 +90,16 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Deletes a replica file and its WAL side files (used when creating one failed
+    /// half-way, so that no half-made replica is left behind).
+    pub fn remove_files(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+        }
     }
 
     /// Read access.

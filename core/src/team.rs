@@ -364,8 +364,9 @@ impl TeamDoc {
         }
     }
 
-    /// The founder plus every actor the founder registered to an admin.
-    fn trusted_actors(&self) -> BTreeSet<String> {
+    /// The founder plus every actor the founder registered to an admin: the only actors
+    /// whose changes to the team document a replica accepts.
+    pub fn trusted_actors(&self) -> BTreeSet<String> {
         let mut trusted = BTreeSet::from([self.founder.clone()]);
         let doc = &self.doc;
         let founder_value = |obj: &automerge::ObjId, key: &str| -> Option<String> {

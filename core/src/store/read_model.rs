@@ -57,15 +57,12 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
         .find(|v| kind_of(&v.stage) == Some(StageKind::Won))
         .map(|v| v.entered_at);
     let lost = kind_of(&view.stage) == Some(StageKind::Lost);
-    let loss_reason = lost
-        .then(|| {
-            view.transitions
-                .iter()
-                .rev()
-                .find(|t| t.effective)
-                .and_then(|t| t.event.loss_reason.clone())
-        })
-        .flatten();
+    let loss_reason = view
+        .transitions
+        .iter()
+        .filter(|_| lost)
+        .find(|t| Some(&t.event.id) == view.current_transition.as_ref())
+        .and_then(|t| t.event.loss_reason.clone());
     tx.execute(
         "INSERT INTO clients(id, name, company, phone_norm, email_norm, company_norm, owner,
              supervisor, stage, stage_entered_at, due_at, created_at, won_at, lost_at,

@@ -8,8 +8,9 @@ use crate::{Error, Result};
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// Brings the file to [`SCHEMA_VERSION`] in one transaction.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the file to [`SCHEMA_VERSION`] in one transaction. Only a new file
+/// (`create`) gets a fresh schema; opening an empty or foreign file is refused untouched.
+pub fn migrate(conn: &mut Connection, create: bool) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Error::Storage(format!(
@@ -25,6 +26,11 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         if tables > 0 {
             return Err(Error::Storage(
                 "is an SQLite file but not a FieldSync replica".into(),
+            ));
+        }
+        if !create {
+            return Err(Error::Storage(
+                "is empty, not a FieldSync replica; create one with `fieldsync init`".into(),
             ));
         }
         init(&tx)?;
