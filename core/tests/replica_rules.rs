@@ -262,6 +262,22 @@ fn forge_team(r: &Replica, f: impl FnOnce(&mut Team)) -> Vec<u8> {
     )
 }
 
+/// Delivers a forged bundle. A replica may refuse it outright (then nothing may change) or
+/// merge it and ignore what it carries; the tests then check that no authority was gained.
+fn deliver_forged(r: &mut Replica, bytes: &[u8]) {
+    let before = snapshot(r);
+    match r.import(bytes) {
+        Ok(_) => {}
+        Err(Error::BadBundle(_) | Error::NotPermitted(_) | Error::CorruptDocument { .. }) => {
+            assert!(
+                snapshot(r) == before,
+                "a refused bundle changed the replica"
+            )
+        }
+        Err(other) => panic!("unexpected error for a forged bundle: {other}"),
+    }
+}
+
 fn new_handover(from: UserId, to: UserId, by: UserId, at: i64) -> Handover {
     Handover {
         id: uuid::Uuid::new_v4().to_string(),
@@ -608,7 +624,6 @@ fn a_loss_reason_is_accepted_by_its_chinese_or_english_word_and_normalised() {
 }
 
 #[test]
-#[ignore = "bug: replica.rs move_stage matches a loss reason only as the whole string or one whitespace word, so \"no budget\" is refused"]
 fn a_multi_word_english_loss_reason_is_accepted() {
     let org = Org::new();
     let mut r = org.admin;
@@ -623,7 +638,6 @@ fn a_multi_word_english_loss_reason_is_accepted() {
 }
 
 #[test]
-#[ignore = "bug: replica.rs move_stage takes the first configured reason containing the word (\"no\" becomes \"无预算 no budget\")"]
 fn an_ambiguous_loss_reason_word_is_refused_rather_than_guessed() {
     let org = Org::new();
     let mut r = org.admin;
@@ -1640,7 +1654,6 @@ fn concurrent_stage_moves_are_both_kept_and_one_stage_wins_everywhere() {
 }
 
 #[test]
-#[ignore = "bug: replica.rs move_stage/handover take `after` from the (at, id)-sorted view, not the effective tip"]
 fn moves_made_in_the_same_millisecond_follow_one_another() {
     // A batch import or a phone whose clock stands still: every move sees the previous one.
     let org = Org::new();
@@ -1659,7 +1672,6 @@ fn moves_made_in_the_same_millisecond_follow_one_another() {
 }
 
 #[test]
-#[ignore = "bug: replica.rs move_stage/handover take `after` from the (at, id)-sorted view, not the effective tip"]
 fn a_move_made_on_a_phone_with_a_slow_clock_follows_the_moves_it_saw() {
     let mut org = Org::new();
     let id = org
@@ -1699,7 +1711,6 @@ fn a_move_made_on_a_phone_with_a_slow_clock_follows_the_moves_it_saw() {
 }
 
 #[test]
-#[ignore = "bug: replica.rs handover takes `after` from the (at, id)-sorted view, not the effective tip"]
 fn handovers_made_in_the_same_millisecond_follow_one_another() {
     let mut org = Org::new();
     let id = org
@@ -1863,15 +1874,21 @@ fn a_forged_handover_by_a_rep_is_ignored_by_the_fold() {
 #[test]
 fn concurrent_handovers_by_two_managers_converge_to_one_owner_and_are_flagged() {
     let mut org = Org::new();
+    // manager2 reports to manager; rep_c reports to manager2: both managers may hand
+    // rep_c's clients over.
     let manager2 = org
         .admin
-        .add_user("赵经理", Role::Manager, None, vec![])
+        .add_user("赵经理", Role::Manager, Some(org.manager), vec![])
+        .unwrap();
+    let rep_c = org
+        .admin
+        .add_user("王五", Role::Rep, Some(manager2), vec![])
         .unwrap();
     let id = org
         .admin
         .create_client(owned_by(
             client("张三", "深圳华强科技有限公司", true),
-            org.rep_a,
+            rep_c,
         ))
         .unwrap();
     let mut m1 = org.device(org.manager);
@@ -2027,8 +2044,8 @@ fn a_rep_promoting_their_role_in_the_team_document_gains_no_authority() {
     let forged = forge_team(&b, |t| {
         t.members.get_mut(&rep_b).unwrap().role = "admin".into();
     });
-    b.import(&forged).unwrap();
-    org.admin.import(&forged).unwrap();
+    deliver_forged(&mut b, &forged);
+    deliver_forged(&mut org.admin, &forged);
     for r in [&b, &org.admin] {
         assert_eq!(r.team().members[&rep_b].role, "rep");
     }
@@ -2083,8 +2100,8 @@ fn a_rep_registering_an_actor_for_a_manager_gains_no_authority() {
         t.actors.insert(fake_hex.clone(), manager.clone());
         t.actors.insert(own_hex.clone(), manager.clone());
     });
-    org.admin.import(&forged).unwrap();
-    b.import(&forged).unwrap();
+    deliver_forged(&mut org.admin, &forged);
+    deliver_forged(&mut b, &forged);
     for r in [&org.admin, &b] {
         assert_eq!(r.team_doc().role_of_actor(&fake_hex), None);
         assert_ne!(r.team().actors.get(&own_hex), Some(&manager));
@@ -2098,16 +2115,14 @@ fn a_rep_registering_an_actor_for_a_manager_gains_no_authority() {
             doc.append(EventList::Handovers, &new_handover(rep_a, rep_b, m, now))
                 .unwrap();
         });
-        org.admin.import(&handover).unwrap();
+        deliver_forged(&mut org.admin, &handover);
     }
     let v = org.admin.client(&id).unwrap();
     assert_eq!(v.owner, org.rep_a.to_string());
-    assert_eq!(v.handovers.len(), 2);
-    assert!(v.handovers.iter().all(|h| !h.authorized));
+    assert!(v.handovers.iter().all(|h| !h.authorized && !h.effective));
 }
 
 #[test]
-#[ignore = "bug: team.rs apply_authority does not filter members' approves lists by trusted writers"]
 fn a_rep_granting_themselves_approval_roles_in_the_team_document_gains_no_authority() {
     let Approvers { mut org, .. } = approvers();
     let id = org
@@ -2142,7 +2157,7 @@ fn a_rep_granting_themselves_approval_roles_in_the_team_document_gains_no_author
             .unwrap();
         }
     });
-    org.admin.import(&team).unwrap();
+    deliver_forged(&mut org.admin, &team);
     org.admin.import(&approvals).unwrap();
     let v = org.admin.client(&id).unwrap();
     assert_eq!(
@@ -2155,7 +2170,6 @@ fn a_rep_granting_themselves_approval_roles_in_the_team_document_gains_no_author
 }
 
 #[test]
-#[ignore = "bug: team.rs apply_authority does not filter rules and pipeline by trusted writers"]
 fn a_rep_rewriting_the_rules_in_the_team_document_changes_nothing() {
     let mut org = Org::new();
     let mut a = org.device(org.rep_a);
@@ -2169,8 +2183,8 @@ fn a_rep_rewriting_the_rules_in_the_team_document_changes_nothing() {
             to: "won".into(),
         });
     });
-    org.admin.import(&team).unwrap();
-    a.import(&team).unwrap();
+    deliver_forged(&mut org.admin, &team);
+    deliver_forged(&mut a, &team);
     assert_eq!(
         org.admin.team().rules,
         rules_before,
@@ -2237,7 +2251,6 @@ fn a_departed_users_replica_refuses_edits_once_it_learns_of_the_departure() {
 }
 
 #[test]
-#[ignore = "bug: team.rs apply_authority does not filter the departed flag by trusted writers"]
 fn a_departed_rep_cannot_undo_the_departure_through_the_team_document() {
     let mut org = Org::new();
     let mut a = org.device(org.rep_a);
@@ -2250,8 +2263,8 @@ fn a_departed_rep_cannot_undo_the_departure_through_the_team_document() {
     let forged = forge_team(&a, |t| {
         t.members.get_mut(&rep_a).unwrap().departed = false;
     });
-    a.import(&forged).unwrap();
-    org.admin.import(&forged).unwrap();
+    deliver_forged(&mut a, &forged);
+    deliver_forged(&mut org.admin, &forged);
     assert!(
         org.admin.team().members[&rep_a].departed,
         "the admin's replica believes the rep's own un-departure"

@@ -168,6 +168,15 @@ fn an_sqlite_file_of_another_application_with_a_user_version_is_refused() {
 }
 
 #[test]
+fn an_empty_file_is_refused_and_left_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    expect_storage_error(Replica::open(&path, clock()), "empty file");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
 fn a_replica_from_a_newer_schema_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("newer.db");
