@@ -77,7 +77,23 @@ impl Store {
         let mut conn = Connection::open_with_flags(path, flags).map_err(not_a_replica)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(not_a_replica)?;
-        // The first read of a corrupt file fails here, before anything is written.
+        // Read-only checks first: never write to a file that is not ours. The first read of
+        // a corrupt file fails here.
+        let (version, tables, has_meta): (i64, i64, bool) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_master),
+                        EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(not_a_replica)?;
+        if tables > 0 && (version == 0 || !has_meta) {
+            return Err(Error::Storage(format!(
+                "{} is an SQLite file but not a FieldSync replica",
+                path.display()
+            )));
+        }
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(not_a_replica)?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")

@@ -117,7 +117,6 @@ fn a_file_of_random_bytes_is_refused_and_left_unchanged() {
 }
 
 #[test]
-#[ignore = "bug: store.rs open_with switches the file to WAL (a header write) before schema::migrate finds it is not a replica"]
 fn an_sqlite_file_of_another_application_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other-app.db");
