@@ -393,8 +393,9 @@ fn handover_of_all_clients_of_a_departed_rep_keeps_the_notes_they_wrote_offline(
     let a_bundle = dir.join("a.bundle");
     ok(&rep_a, at(5), &["export", "--out", path_str(&a_bundle)]);
 
-    // The manager, not having seen those notes, marks A departed and hands everything over.
-    ok(&manager, at(6), &["user", "depart", "张三"]);
+    // The admin marks A departed; the manager, not having seen A's notes, hands everything over.
+    ok(&admin, at(6), &["user", "depart", "张三"]);
+    send_missing(&admin, &manager, dir, at(6), "depart");
     let handed = json(
         &manager,
         at(6),
