@@ -73,6 +73,7 @@ pub fn normalize_company(company: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

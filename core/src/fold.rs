@@ -501,6 +501,7 @@ pub fn reached(view: &ClientView, team: &TeamDoc, kind: StageKind) -> Option<Mil
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

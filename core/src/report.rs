@@ -238,6 +238,7 @@ pub fn sla_of(row: &ClientRow, team: &Team, now: Millis) -> SlaStatus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::percentile;
 
