@@ -252,7 +252,36 @@ pub enum EventList {
     TasksDone,
 }
 
+/// Root keys written once, by the change that creates a client document.
+const SEALED_KEYS: &[&str] = &[
+    "schema",
+    "id",
+    "team",
+    "created_at",
+    "created_by",
+    "initial_owner",
+    "initial_stage",
+];
+
+fn refused(what: &str) -> Error {
+    Error::CorruptDocument {
+        doc: "client".into(),
+        reason: format!("{what}; events are append-only and immutable"),
+    }
+}
+
 impl EventList {
+    /// Every event list.
+    pub const ALL: [EventList; 7] = [
+        EventList::Notes,
+        EventList::Transitions,
+        EventList::Handovers,
+        EventList::Quotes,
+        EventList::Approvals,
+        EventList::Onboarding,
+        EventList::TasksDone,
+    ];
+
     fn key(self) -> &'static str {
         match self {
             EventList::Notes => "notes",
@@ -454,6 +483,85 @@ impl ClientDoc {
                 Ok(entry.and_then(|(_, ex)| actor_of(&ex)))
             })
             .collect()
+    }
+
+    /// Checks changes received from elsewhere (a bundle, later a sync peer) against the
+    /// document's invariants, on the document they were merged into. Refused:
+    ///
+    /// - a change that writes into an existing event (rewriting a manager's handover or an
+    ///   approver's decision) — an event's fields are written only by the change that
+    ///   appends it;
+    /// - a deletion or overwrite of an element of an event list (append-only);
+    /// - a write to the identity keys (`id`, `team`, `initial_owner`, …) or the event-list
+    ///   objects themselves outside the document's creating change, and a second
+    ///   creating change.
+    ///
+    /// Local edits go through this module's methods and never do any of these.
+    pub fn check_received(&mut self, changes: &[automerge::Change]) -> Result<()> {
+        use automerge::legacy::{Key, ObjectId};
+        use std::collections::HashSet;
+
+        let opid = |counter: u64, actor: &automerge::ActorId| {
+            format!("{counter}@{}", actor.to_hex_string())
+        };
+        let mut lists = HashSet::new();
+        let mut events = HashSet::new();
+        for list in EventList::ALL {
+            let obj = self.list_obj(list)?;
+            if let automerge::ObjId::Id(c, a, _) = &obj {
+                lists.insert(opid(*c, a));
+            }
+            for i in 0..self.doc.length(&obj) {
+                if let Some((_, automerge::ObjId::Id(c, a, _))) =
+                    self.doc.get(&obj, i).map_err(am_err)?
+                {
+                    events.insert(opid(c, &a));
+                }
+            }
+        }
+        let creating = |c: &automerge::ExpandedChange| c.deps.is_empty() && c.seq == 1;
+        let roots = self
+            .doc
+            .get_changes(&[])
+            .iter()
+            .filter(|c| c.deps().is_empty())
+            .count();
+        if roots > 1 {
+            return Err(refused("a second change creates the document"));
+        }
+        for change in changes {
+            let change = change.decode();
+            let start = change.start_op.get();
+            let end = start + change.operations.len() as u64;
+            let own =
+                |o: &automerge::legacy::OpId| o.1 == change.actor_id && (start..end).contains(&o.0);
+            for op in &change.operations {
+                match &op.obj {
+                    ObjectId::Root => {
+                        let Key::Map(key) = &op.key else { continue };
+                        let sealed = SEALED_KEYS.contains(&key.as_str())
+                            || EventList::ALL.iter().any(|l| l.key() == key.as_str());
+                        if sealed && !creating(&change) {
+                            return Err(refused(&format!("a change rewrites {key:?}")));
+                        }
+                    }
+                    ObjectId::Id(o) if own(o) => {}
+                    ObjectId::Id(o) => {
+                        let id = opid(o.0, &o.1);
+                        if events.contains(&id) {
+                            return Err(refused("a change rewrites an existing event"));
+                        }
+                        if lists.contains(&id)
+                            && (!op.insert
+                                || matches!(op.action, automerge::legacy::OpType::Delete))
+                        {
+                            return Err(refused("a change deletes or replaces an event"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Profile fields edited concurrently, with the values that lost.

@@ -1300,6 +1300,18 @@ impl Replica {
                 }
             }
         }
+        for (id, doc, before) in clients.iter_mut() {
+            let received = doc
+                .doc_mut()
+                .get_changes(before.as_deref().unwrap_or_default());
+            doc.check_received(&received).map_err(|e| match e {
+                Error::CorruptDocument { reason, .. } => Error::CorruptDocument {
+                    doc: id.to_string(),
+                    reason,
+                },
+                other => other,
+            })?;
+        }
         let team_new_changes = team_doc.get_changes(team_before.as_deref().unwrap_or_default());
         let mut team = TeamDoc::from_doc(team_doc, self.team.founder())?;
         // Only the founder and admins write the team document (ADR 0004): a bundle that

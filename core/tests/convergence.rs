@@ -1192,7 +1192,6 @@ fn replicas_that_saw_the_same_changes_show_identical_clients_boards_and_reports(
 /// The same property when forging reps also rewrite managers' handover events in place
 /// (see `a_rep_who_rewrites_a_managers_handover_does_not_take_the_client`).
 #[test]
-#[ignore = "bug: a rep who rewrites a manager's handover event changes the owner (core/src/fold.rs)"]
 fn owners_follow_only_managers_handovers_even_when_reps_rewrite_events() {
     run_property(true);
 }
@@ -1345,7 +1344,6 @@ fn a_handover_a_rep_appends_through_the_document_layer_is_kept_but_ignored() {
 }
 
 #[test]
-#[ignore = "bug: the fold trusts every field of a manager's handover, so a rep who rewrites its `to` takes the client (core/src/fold.rs)"]
 fn a_rep_who_rewrites_a_managers_handover_does_not_take_the_client() {
     use automerge::transaction::Transactable;
     let mut s = small_team_after_a_handover();
@@ -1358,8 +1356,11 @@ fn a_rep_who_rewrites_a_managers_handover_does_not_take_the_client() {
         .unwrap();
     doc.doc_mut().commit();
     let bundle = client_bundle(&s.rep0, &s.client, &mut doc);
-    s.rep0.import(&bundle).unwrap();
-    s.admin.import(&bundle).unwrap();
+    // Events are immutable: the bundle is refused whole, on every replica.
+    for r in [&mut s.rep0, &mut s.admin] {
+        let err = r.import(&bundle).unwrap_err().to_string();
+        assert!(err.contains("rewrites an existing event"), "{err}");
+    }
     let view = s.admin.client(&s.client).unwrap();
     assert_eq!(
         view.owner,
@@ -1374,7 +1375,6 @@ fn a_rep_who_rewrites_a_managers_handover_does_not_take_the_client() {
 }
 
 #[test]
-#[ignore = "bug: the fold trusts every field of an approver's decision, so a rep can turn a rejection into an approval (core/src/fold.rs)"]
 fn a_rep_who_rewrites_a_rejection_does_not_get_the_quote_approved() {
     use automerge::transaction::Transactable;
     use fieldsync_core::fold::QuoteStatus;
@@ -1415,12 +1415,45 @@ fn a_rep_who_rewrites_a_rejection_does_not_get_the_quote_approved() {
     doc.doc_mut().put(&event, "decision", "approved").unwrap();
     doc.doc_mut().commit();
     let bundle = client_bundle(&s.rep1, &s.client, &mut doc);
-    s.rep1.import(&bundle).unwrap();
-    s.admin.import(&bundle).unwrap();
-    let view = s.admin.client(&s.client).unwrap();
+    // Events are immutable: the bundle is refused whole, on every replica.
+    for r in [&mut s.rep1, &mut s.admin] {
+        let err = r.import(&bundle).unwrap_err().to_string();
+        assert!(err.contains("rewrites an existing event"), "{err}");
+    }
+    let view = s.rep1.client(&s.client).unwrap();
     assert!(
         matches!(view.quotes[0].approval, QuoteStatus::Rejected { .. }),
         "the rep turned finance's rejection into an approval: {:?}",
         view.quotes[0].approval
     );
+}
+
+#[test]
+fn a_bundle_that_deletes_a_handover_or_rewrites_the_initial_owner_is_refused_whole() {
+    use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
+    let mut s = small_team_after_a_handover();
+    let before = s.admin.client(&s.client).unwrap();
+    // Deleting the manager's handover would give the client back to its first owner.
+    let mut doc = raw_client_doc(&s.rep0, &s.client);
+    let (_, list) = doc
+        .doc()
+        .get(automerge::ROOT, "handovers")
+        .unwrap()
+        .unwrap();
+    doc.doc_mut().delete(&list, 0).unwrap();
+    doc.doc_mut().commit();
+    let deleting = client_bundle(&s.rep0, &s.client, &mut doc);
+    let err = s.admin.import(&deleting).unwrap_err().to_string();
+    assert!(err.contains("deletes or replaces an event"), "{err}");
+    // Rewriting the initial owner moves ownership without touching an event list.
+    let mut doc = raw_client_doc(&s.rep0, &s.client);
+    doc.doc_mut()
+        .put(automerge::ROOT, "initial_owner", s.rep1_id.to_string())
+        .unwrap();
+    doc.doc_mut().commit();
+    let rewriting = client_bundle(&s.rep0, &s.client, &mut doc);
+    let err = s.admin.import(&rewriting).unwrap_err().to_string();
+    assert!(err.contains("rewrites \"initial_owner\""), "{err}");
+    assert_eq!(s.admin.client(&s.client).unwrap(), before);
 }
