@@ -138,6 +138,15 @@ pub fn stage_name(team: &Team, key: &str) -> String {
         .unwrap_or_else(|| key.to_string())
 }
 
+/// The concurrent values of a conflict, quoted and comma-separated.
+pub fn quoted_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The first 8 characters of an id (a unique prefix in practice; commands accept it).
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
@@ -348,11 +357,7 @@ pub fn client(team: &Team, v: &ClientView) -> String {
             "  ! conflict on {}: shows {:?}, concurrent: {}",
             c.field,
             c.value,
-            c.other_values
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            quoted_list(&c.other_values)
         );
     }
     if !v.notes.is_empty() {

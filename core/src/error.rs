@@ -43,7 +43,7 @@ pub enum Error {
     #[error("possible duplicate of {}; it can still be created deliberately as a duplicate", .matches.iter().map(|m| format!("{} ({}, same {})", m.name, m.client_id, m.matched_on)).collect::<Vec<_>>().join("; "))]
     Duplicate {
         /// The existing clients that look like the same customer.
-        matches: Vec<crate::model::DuplicateMatch>,
+        matches: Vec<crate::duplicate::DuplicateMatch>,
     },
     /// No client with this id is stored in the replica.
     #[error("unknown client {0}")]

@@ -20,7 +20,6 @@ use crate::client::{
     Approval, ClientDoc, EventList, FieldConflict, Handover, Note, NoteKind, Quote, StageTransition,
 };
 use crate::clock::{Millis, HOUR_MS};
-use crate::pipeline::StageKind;
 use crate::team::{Role, TeamDoc};
 use crate::Result;
 
@@ -485,19 +484,6 @@ pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientVie
         current_handover,
         conflicts: client.conflicts()?,
     })
-}
-
-/// Whether a stage kind is reached on this client's effective path.
-pub fn reached(view: &ClientView, team: &TeamDoc, kind: StageKind) -> Option<Millis> {
-    view.visits
-        .iter()
-        .find(|v| {
-            team.team()
-                .pipeline
-                .find(&v.stage)
-                .is_some_and(|s| s.kind() == kind)
-        })
-        .map(|v| v.entered_at)
 }
 
 #[cfg(test)]

@@ -26,8 +26,3 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use ids::{ClientId, DeviceId, TeamId, UserId};
 pub use replica::{MoveOptions, NewClient, Replica};
-
-/// Re-exported for the model's users.
-pub mod model {
-    pub use crate::duplicate::DuplicateMatch;
-}

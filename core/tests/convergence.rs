@@ -787,6 +787,7 @@ impl World {
                     .iter()
                     .rev()
                     .find(|h| legit.contains_key(&h.event.id));
+                let rewrites = tamper && victim.is_some();
                 match victim {
                     Some(victim) if tamper => {
                         use automerge::transaction::Transactable;
@@ -836,6 +837,21 @@ impl World {
                 }
                 doc.doc_mut().commit();
                 let bundle = client_bundle(&self.replicas[r], &id, &mut doc);
+                if rewrites {
+                    // Events are immutable: every replica refuses the bundle whole.
+                    for k in (0..n).filter(|k| *k == r || ship_to & (1 << k) != 0) {
+                        let before = snapshot(&self.replicas[k]);
+                        let err = self.replicas[k].import(&bundle).unwrap_err().to_string();
+                        assert!(err.contains("rewrites an existing event"), "{err}");
+                        assert_eq!(
+                            snapshot(&self.replicas[k]),
+                            before,
+                            "a refused bundle changed replica {k}"
+                        );
+                        self.check_owner(k, &id, "after a refused rewrite");
+                    }
+                    return;
+                }
                 // The forger's own replica takes it first (so its actor's next change does
                 // not reuse the sequence number), then whoever the bundle reaches. The
                 // bundle carries the whole document, so it may bring legitimate news too:

@@ -22,11 +22,7 @@ pub fn conflicts(ctx: &Ctx) -> Result {
                     "  field {}: shows {:?}; concurrent value(s) {}",
                     f.field,
                     f.value,
-                    f.other_values
-                        .iter()
-                        .map(|v| format!("{v:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    output::quoted_list(&f.other_values)
                 );
             }
             if c.concurrent_moves {

@@ -62,18 +62,6 @@ pub fn load(conn: &Connection, doc_id: &str) -> Result<Option<AutoCommit>> {
     Ok(Some(doc))
 }
 
-/// Whether a document is stored.
-pub fn exists(conn: &Connection, doc_id: &str) -> Result<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM documents WHERE doc_id = ?1",
-            [doc_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 /// Ids of every stored document of a kind.
 pub fn ids(conn: &Connection, kind: DocKind) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT doc_id FROM documents WHERE kind = ?1 ORDER BY doc_id")?;

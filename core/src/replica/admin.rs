@@ -1,0 +1,160 @@
+//! Team administration on a replica: users, departures, devices, visibility.
+
+use super::*;
+
+impl Replica {
+    // ----- team administration -------------------------------------------------------
+
+    pub(super) fn edit_team(
+        &mut self,
+        message: &str,
+        f: impl FnOnce(&mut Team) -> Result<()>,
+    ) -> Result<()> {
+        let now = self.now();
+        let before = self.team.doc_mut().get_heads();
+        let mut staged = TeamDoc::from_doc(
+            self.team.doc().clone().with_actor(self.actor.clone()),
+            self.team.founder(),
+        )?;
+        staged.edit(f)?;
+        commit(staged.doc_mut(), message, now);
+        let doc_id = team_doc_id(staged.team());
+        let ids = documents::ids(self.store.conn(), DocKind::Client)?;
+        self.store.write(|tx| {
+            documents::save(
+                tx,
+                &doc_id,
+                DocKind::Team,
+                staged.doc_mut(),
+                Some(&before),
+                now,
+            )?;
+            documents::outbox_add(tx, &doc_id, now)?;
+            // Roles and hierarchy feed the fold (authority, supervisors): refresh rows.
+            refresh_clients(tx, &staged, &ids, now)
+        })?;
+        self.team = staged;
+        Ok(())
+    }
+
+    /// Adds a team member (admin).
+    pub fn add_user(
+        &mut self,
+        name: &str,
+        role: Role,
+        manager: Option<UserId>,
+        approves: Vec<String>,
+    ) -> Result<UserId> {
+        self.require_role(&[Role::Admin], "adding a user")?;
+        if name.trim().is_empty() {
+            return Err(Error::invalid("name", "is empty"));
+        }
+        if let Some(m) = manager {
+            if self.team.member(&m).is_none() {
+                return Err(Error::UnknownUser(m.to_string()));
+            }
+        }
+        if self.team().members.values().any(|m| m.name == name.trim()) {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "{:?} is already a member; names identify users",
+                    name.trim()
+                ),
+            ));
+        }
+        let roles = &self.team().rules.approval_roles;
+        if let Some(unknown) = approves.iter().find(|r| !roles.contains(r)) {
+            return Err(Error::invalid(
+                "approves",
+                format!(
+                    "{unknown:?} is not an approval role; configured: {}",
+                    roles.join(", ")
+                ),
+            ));
+        }
+        let id = UserId::random();
+        self.edit_team(&format!("add user {name}"), |t| {
+            t.members.insert(
+                id.to_string(),
+                Member {
+                    name: name.trim().to_string(),
+                    role: role.as_str().into(),
+                    manager: manager.map(|m| m.to_string()),
+                    approves,
+                    departed: false,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Marks a user as departed (离职): their replicas refuse further edits, and the
+    /// sync server stops serving their devices. Hand their clients over with
+    /// [`Replica::handover_all`].
+    pub fn mark_departed(&mut self, user: UserId) -> Result<()> {
+        // Admin only: the team document is written by admins (ADR 0004).
+        self.require_role(&[Role::Admin], "marking a user departed")?;
+        if self.team.member(&user).is_none() {
+            return Err(Error::UnknownUser(user.to_string()));
+        }
+        self.edit_team("mark user departed", |t| {
+            if let Some(m) = t.members.get_mut(&user.to_string()) {
+                m.departed = true;
+            }
+            Ok(())
+        })
+    }
+
+    /// Registers a new device for `user` and returns the provisioning bundle a new
+    /// replica is created from (`fieldsync init --from`). The bundle holds the team
+    /// document and the clients the user may see (admin).
+    pub fn provision_device(&mut self, user: UserId) -> Result<Vec<u8>> {
+        self.require_role(&[Role::Admin], "adding a device")?;
+        match self.team.member(&user) {
+            None => return Err(Error::UnknownUser(user.to_string())),
+            Some(m) if m.departed => return Err(Error::Departed(user)),
+            Some(_) => {}
+        }
+        let actor = ActorId::random().to_hex_string();
+        self.edit_team("register device", |t| {
+            t.actors.insert(actor.clone(), user.to_string());
+            Ok(())
+        })?;
+        let visible: Vec<String> = read_model::list(self.store.conn(), &ClientFilter::default())?
+            .into_iter()
+            .filter(|row| self.may_see(&user, row))
+            .map(|row| row.id)
+            .collect();
+        let mut bundle = self.bundle_of(&visible, None)?;
+        bundle.header.provision = Some(Provision {
+            user: user.to_string(),
+            actor,
+        });
+        Ok(bundle.encode())
+    }
+
+    /// Whether `user` may see a client: owner, collaborator or supervisor; a manager
+    /// above the owner; an admin. (DESIGN.md §6; the sync server applies the same rule.)
+    pub fn may_see(&self, user: &UserId, row: &ClientRow) -> bool {
+        let Some(member) = self.team.member(user) else {
+            return false;
+        };
+        if member.departed {
+            return false;
+        }
+        let u = user.to_string();
+        if member.role() == Role::Admin || row.owner == u || row.supervisor.as_deref() == Some(&u) {
+            return true;
+        }
+        if row.collaborators.contains(&u) {
+            return true;
+        }
+        member.role() == Role::Manager
+            && row
+                .owner
+                .parse::<UserId>()
+                .is_ok_and(|owner| self.team.is_in_subtree(user, &owner))
+    }
+}

@@ -1,0 +1,282 @@
+//! Offline bundles on a replica: export, heads, and the all-or-nothing import.
+
+use super::*;
+
+impl Replica {
+    // ----- bundles ----------------------------------------------------------------------
+
+    pub(super) fn bundle_of(
+        &self,
+        client_ids: &[String],
+        have: Option<&HashMap<String, Vec<ChangeHash>>>,
+    ) -> Result<Bundle> {
+        let mut entries = Vec::new();
+        let mut add = |kind: DocKind, doc_id: &str, mut doc: AutoCommit| {
+            let data = match have.and_then(|h| h.get(doc_id)) {
+                Some(heads) => {
+                    let known: Vec<ChangeHash> = heads
+                        .iter()
+                        .copied()
+                        .filter(|h| doc.get_change_by_hash(h).is_some())
+                        .collect();
+                    if doc.get_changes(&known).is_empty() {
+                        return;
+                    }
+                    doc.save_after(&known)
+                }
+                None => doc.save(),
+            };
+            entries.push(BundleEntry {
+                kind,
+                doc_id: doc_id.to_string(),
+                data,
+            });
+        };
+        let team_id = team_doc_id(self.team());
+        add(DocKind::Team, &team_id, self.team.doc().clone());
+        for id in client_ids {
+            if let Some(doc) = documents::load(self.store.conn(), id)? {
+                add(DocKind::Client, id, doc);
+            }
+        }
+        Ok(Bundle {
+            header: BundleHeader {
+                kind: BundleKind::Changes,
+                team: self.team().id.clone(),
+                founder: self.team.founder().to_string(),
+                from_user: self.me.to_string(),
+                created_at: self.now(),
+                provision: None,
+            },
+            entries,
+        })
+    }
+
+    /// This replica's heads per document, for another replica's [`Replica::export`].
+    pub fn heads(&self) -> Result<Vec<u8>> {
+        let mut entries = Vec::new();
+        let mut push = |kind, doc_id: String, mut doc: AutoCommit| {
+            let data = doc.get_heads().iter().flat_map(|h| h.0).collect();
+            entries.push(BundleEntry { kind, doc_id, data });
+        };
+        push(
+            DocKind::Team,
+            team_doc_id(self.team()),
+            self.team.doc().clone(),
+        );
+        for id in documents::ids(self.store.conn(), DocKind::Client)? {
+            if let Some(doc) = documents::load(self.store.conn(), &id)? {
+                push(DocKind::Client, id, doc);
+            }
+        }
+        Ok(Bundle {
+            header: BundleHeader {
+                kind: BundleKind::Heads,
+                team: self.team().id.clone(),
+                founder: self.team.founder().to_string(),
+                from_user: self.me.to_string(),
+                created_at: self.now(),
+                provision: None,
+            },
+            entries,
+        }
+        .encode())
+    }
+
+    /// Exports every document as a bundle; given another replica's heads file, only the
+    /// changes that replica lacks.
+    pub fn export(&self, have: Option<&[u8]>) -> Result<Vec<u8>> {
+        let have = match have {
+            None => None,
+            Some(bytes) => {
+                let bundle = Bundle::decode(bytes)?;
+                if bundle.header.kind != BundleKind::Heads {
+                    return Err(Error::BadBundle(
+                        "expected a heads file (`fieldsync heads`)".into(),
+                    ));
+                }
+                self.check_team(&bundle.header)?;
+                let mut map = HashMap::new();
+                for e in bundle.entries {
+                    if e.data.len() % 32 != 0 {
+                        return Err(Error::BadBundle(format!(
+                            "heads of {} are malformed",
+                            e.doc_id
+                        )));
+                    }
+                    let hashes = e
+                        .data
+                        .chunks(32)
+                        .map(|c| ChangeHash(c.try_into().unwrap_or([0; 32])))
+                        .collect();
+                    map.insert(e.doc_id, hashes);
+                }
+                Some(map)
+            }
+        };
+        let ids = documents::ids(self.store.conn(), DocKind::Client)?;
+        Ok(self.bundle_of(&ids, have.as_ref())?.encode())
+    }
+
+    pub(super) fn check_team(&self, header: &BundleHeader) -> Result<()> {
+        if header.team != self.team().id {
+            return Err(Error::BadBundle(format!(
+                "it belongs to team {}, this replica is team {} ({})",
+                header.team,
+                self.team().id,
+                self.team().name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Merges a bundle. Idempotent; all or nothing: a corrupt or foreign bundle changes
+    /// nothing.
+    pub fn import(&mut self, bytes: &[u8]) -> Result<ImportSummary> {
+        let bundle = Bundle::decode(bytes)?;
+        if bundle.header.kind != BundleKind::Changes {
+            return Err(Error::BadBundle(
+                "this is a heads file, not a bundle of changes".into(),
+            ));
+        }
+        self.check_team(&bundle.header)?;
+        self.import_bundle(bundle, false)
+    }
+
+    pub(super) fn import_bundle(&mut self, bundle: Bundle, first: bool) -> Result<ImportSummary> {
+        let now = self.now();
+        let team_id = self.team.id()?;
+        let team_doc_key = team_doc_id(self.team());
+        // Merge everything in memory first; nothing is written unless all of it is valid.
+        let mut team_doc = self.team.doc().clone();
+        let team_before = if first {
+            None
+        } else {
+            Some(team_doc.get_heads())
+        };
+        let mut clients: Vec<(ClientId, ClientDoc, Option<Vec<ChangeHash>>)> = Vec::new();
+        for entry in &bundle.entries {
+            match entry.kind {
+                DocKind::Team => {
+                    if entry.doc_id != team_doc_key {
+                        return Err(Error::BadBundle(format!(
+                            "foreign team document {}",
+                            entry.doc_id
+                        )));
+                    }
+                    team_doc
+                        .load_incremental(&entry.data)
+                        .map_err(|e| Error::CorruptDocument {
+                            doc: entry.doc_id.clone(),
+                            reason: e.to_string(),
+                        })?;
+                }
+                DocKind::Client => {
+                    let id: ClientId = entry.doc_id.parse().map_err(|_| {
+                        Error::BadBundle(format!("{:?} is not a client id", entry.doc_id))
+                    })?;
+                    let corrupt = |e: automerge::AutomergeError| Error::CorruptDocument {
+                        doc: entry.doc_id.clone(),
+                        reason: e.to_string(),
+                    };
+                    // The same document twice in one bundle merges into one entry.
+                    if let Some((_, doc, _)) = clients.iter_mut().find(|(c, _, _)| *c == id) {
+                        doc.doc_mut()
+                            .load_incremental(&entry.data)
+                            .map_err(corrupt)?;
+                        ClientDoc::from_doc(doc.doc().clone(), Some((id, team_id)))?;
+                        continue;
+                    }
+                    let existing = documents::load(self.store.conn(), &entry.doc_id)?;
+                    let known = existing.is_some();
+                    let mut doc = existing.unwrap_or_default();
+                    let before = known.then(|| doc.get_heads());
+                    doc.load_incremental(&entry.data).map_err(corrupt)?;
+                    let doc = ClientDoc::from_doc(doc, Some((id, team_id)))?;
+                    clients.push((id, doc, before));
+                }
+            }
+        }
+        for (id, doc, before) in clients.iter_mut() {
+            let received = doc
+                .doc_mut()
+                .get_changes(before.as_deref().unwrap_or_default());
+            doc.check_received(&received).map_err(|e| match e {
+                Error::CorruptDocument { reason, .. } => Error::CorruptDocument {
+                    doc: id.to_string(),
+                    reason,
+                },
+                other => other,
+            })?;
+        }
+        let team_new_changes = team_doc.get_changes(team_before.as_deref().unwrap_or_default());
+        let mut team = TeamDoc::from_doc(team_doc, self.team.founder())?;
+        // Only the founder and admins write the team document (ADR 0004): a bundle that
+        // carries anyone else's team changes is refused whole.
+        let trusted = team.trusted_actors();
+        if let Some(change) = team_new_changes
+            .iter()
+            .find(|c| !trusted.contains(&c.actor_id().to_hex_string()))
+        {
+            return Err(Error::BadBundle(format!(
+                "the team document carries a change by actor {} that is not a team admin",
+                change.actor_id().to_hex_string()
+            )));
+        }
+        let team_changed = team_before.as_deref() != Some(&team.doc_mut().get_heads()[..]);
+        let mut summary = ImportSummary {
+            documents: bundle.entries.len(),
+            ..Default::default()
+        };
+        for (_, doc, before) in clients.iter_mut() {
+            if before.is_none() {
+                summary.new_clients += 1;
+            }
+            if before.as_deref() != Some(&doc.doc_mut().get_heads()[..]) {
+                summary.changed += 1;
+            }
+        }
+        if team_changed {
+            summary.changed += 1;
+        }
+        let imported: Vec<String> = clients.iter().map(|(id, _, _)| id.to_string()).collect();
+        let others: Vec<String> = if team_changed {
+            documents::ids(self.store.conn(), DocKind::Client)?
+                .into_iter()
+                .filter(|id| !imported.contains(id))
+                .collect()
+        } else {
+            vec![]
+        };
+        self.store.write(|tx| {
+            if team_changed {
+                documents::save(
+                    tx,
+                    &team_doc_key,
+                    DocKind::Team,
+                    team.doc_mut(),
+                    team_before.as_deref(),
+                    now,
+                )?;
+            }
+            for (id, doc, before) in clients.iter_mut() {
+                let changed = documents::save(
+                    tx,
+                    &id.to_string(),
+                    DocKind::Client,
+                    doc.doc_mut(),
+                    before.as_deref(),
+                    now,
+                )?;
+                // A new team document can change what the fold believes (roles, registry).
+                if changed || team_changed {
+                    let view = fold(doc, &team, now)?;
+                    read_model::upsert_client(tx, &view, &team.team().pipeline)?;
+                }
+            }
+            refresh_clients(tx, &team, &others, now)
+        })?;
+        self.team = team;
+        Ok(summary)
+    }
+}
