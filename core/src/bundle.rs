@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::documents::DocKind;
+use crate::wire::{Reader, Writer};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"FSBUNDLE";
@@ -37,6 +38,11 @@ pub struct Provision {
     pub user: String,
     /// The automerge actor id (hex) registered for the device.
     pub actor: String,
+    /// Set by a sync server: the change sequence the bundle is current up to. The new
+    /// replica starts syncing from there, and treats the bundle's documents as
+    /// acknowledged by the server.
+    #[serde(default)]
+    pub cursor: Option<u64>,
 }
 
 /// Bundle header.
@@ -80,31 +86,18 @@ impl Bundle {
     /// Encodes the bundle.
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).unwrap_or_default();
-        let mut out = Vec::with_capacity(
-            64 + header.len()
-                + self
-                    .entries
-                    .iter()
-                    .map(|e| e.data.len() + 48)
-                    .sum::<usize>(),
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&BUNDLE_VERSION.to_be_bytes());
-        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
-        out.extend_from_slice(&header);
+        let mut w = Writer::default();
+        w.bytes(MAGIC);
+        w.u16(BUNDLE_VERSION);
+        w.blob(&header);
         for e in &self.entries {
-            out.push(match e.kind {
-                DocKind::Team => 0,
-                DocKind::Client => 1,
-            });
-            out.extend_from_slice(&(e.doc_id.len() as u16).to_be_bytes());
-            out.extend_from_slice(e.doc_id.as_bytes());
-            out.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
-            out.extend_from_slice(&e.data);
+            w.u8(kind_byte(e.kind));
+            w.short_str(&e.doc_id);
+            w.blob(&e.data);
         }
-        let digest = Sha256::digest(&out);
-        out.extend_from_slice(&digest);
-        out
+        let digest = Sha256::digest(&w.buf);
+        w.bytes(&digest);
+        w.buf
     }
 
     /// Decodes a bundle, refusing anything truncated, altered or of another format.
@@ -120,54 +113,40 @@ impl Bundle {
         if Sha256::digest(body).as_slice() != digest {
             return Err(bad("checksum mismatch: the file is truncated or corrupt"));
         }
-        let mut r = Reader { buf: body, pos: 8 };
-        let version = u16::from_be_bytes(r.take(2)?.try_into().map_err(|_| bad("short"))?);
+        let mut r = Reader::new(&body[8..], Error::BadBundle);
+        let version = r.u16()?;
         if version != BUNDLE_VERSION {
             return Err(Error::BadBundle(format!(
                 "bundle format {version} is not supported (this build reads {BUNDLE_VERSION})"
             )));
         }
-        let header_len = r.u32()? as usize;
-        let header: BundleHeader = serde_json::from_slice(r.take(header_len)?)
+        let header: BundleHeader = serde_json::from_slice(r.blob()?)
             .map_err(|e| Error::BadBundle(format!("header: {e}")))?;
         let mut entries = Vec::new();
-        while r.pos < body.len() {
-            let kind = match r.take(1)?[0] {
-                0 => DocKind::Team,
-                1 => DocKind::Client,
-                other => return Err(Error::BadBundle(format!("unknown entry kind {other}"))),
-            };
-            let id_len = u16::from_be_bytes(r.take(2)?.try_into().map_err(|_| bad("short"))?);
-            let doc_id = std::str::from_utf8(r.take(id_len as usize)?)
-                .map_err(|_| bad("document id is not UTF-8"))?
-                .to_string();
-            let len = r.u32()? as usize;
-            let data = r.take(len)?.to_vec();
+        while !r.is_empty() {
+            let kind = kind_of_byte(r.u8()?, Error::BadBundle)?;
+            let doc_id = r.short_str()?;
+            let data = r.blob()?.to_vec();
             entries.push(BundleEntry { kind, doc_id, data });
         }
         Ok(Bundle { header, entries })
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The byte that names a document kind on the wire.
+pub(crate) fn kind_byte(kind: DocKind) -> u8 {
+    match kind {
+        DocKind::Team => 0,
+        DocKind::Client => 1,
+    }
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|end| *end <= self.buf.len())
-            .ok_or_else(|| Error::BadBundle("truncated entry".into()))?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-    fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+/// The document kind a wire byte names.
+pub(crate) fn kind_of_byte(b: u8, bad: fn(String) -> Error) -> Result<DocKind> {
+    match b {
+        0 => Ok(DocKind::Team),
+        1 => Ok(DocKind::Client),
+        other => Err(bad(format!("unknown document kind {other}"))),
     }
 }
 

@@ -20,7 +20,9 @@ pub mod pipeline;
 pub mod replica;
 pub mod report;
 pub mod store;
+pub mod sync;
 pub mod team;
+pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

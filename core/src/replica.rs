@@ -31,7 +31,10 @@ use crate::{Error, Result};
 
 mod admin;
 mod bundles;
+pub use bundles::{PreparedClient, PreparedImport};
 mod clients;
+mod sync;
+pub use sync::SyncProgress;
 
 /// A client to create.
 #[derive(Clone, Debug, Default)]
@@ -81,6 +84,8 @@ pub struct ImportSummary {
     pub changed: usize,
     /// Clients this replica had not seen before.
     pub new_clients: usize,
+    /// Ids of the clients that gained changes.
+    pub changed_clients: Vec<String>,
 }
 
 /// Who this replica acts for.
@@ -244,18 +249,30 @@ impl Replica {
             actor,
             clock,
         };
-        // The team document is stored by the import below, like any other.
-        let imported = replica.import_bundle(
-            Bundle {
-                header: BundleHeader {
-                    kind: BundleKind::Changes,
-                    provision: None,
-                    ..bundle.header
-                },
-                entries: bundle.entries,
-            },
-            true,
-        );
+        // The team document is stored by the import below, like any other. A bundle from
+        // a sync server also sets where syncing starts.
+        let imported = replica
+            .prepare_import(&bundle.entries, true)
+            .and_then(|prepared| {
+                let mut acked: Vec<(String, Vec<ChangeHash>)> = prepared
+                    .clients()
+                    .iter()
+                    .map(|c| (c.id.to_string(), c.heads().to_vec()))
+                    .collect();
+                acked.push((
+                    team_doc_id(prepared.team().team()),
+                    prepared.team_heads().to_vec(),
+                ));
+                replica.commit_import(prepared, |tx| {
+                    let Some(cursor) = provision.cursor else {
+                        return Ok(());
+                    };
+                    for (doc_id, heads) in &acked {
+                        documents::set_peer_heads(tx, doc_id, heads)?;
+                    }
+                    meta_set(tx, "sync_cursor", &cursor.to_string())
+                })
+            });
         if let Err(e) = imported {
             drop(replica);
             Store::remove_files(path);

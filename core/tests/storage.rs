@@ -232,8 +232,11 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
     // Turn the replica into a version-1 file: no search index.
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch("DROP TABLE client_search; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     assert_eq!(user_version(&old), 1);
     assert!(schema(&old)
@@ -241,7 +244,6 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
         .all(|(_, name, _)| !name.starts_with("client_search")));
     let r = Replica::open(&old, clock.clone()).unwrap();
     assert_eq!(user_version(&old), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
     // The index was refilled from the documents: profiles, tags and notes.
     let hit =
         |q: &str| -> Vec<String> { r.search(q).unwrap().into_iter().map(|row| row.id).collect() };
@@ -464,4 +466,27 @@ fn a_failure_inside_the_write_rolls_back_document_and_read_model_together() {
     r.add_note(&ids[0], NoteKind::Visit, "拜访记录").unwrap();
     assert_eq!(r.client(&ids[0]).unwrap().notes.len(), 2);
     assert_eq!(r.search("拜访记录").unwrap().len(), 1);
+}
+
+#[test]
+fn a_version_2_replica_gains_a_change_log_with_every_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let old = dir.path().join("old.db");
+    let ids = populated(&old, &clock);
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(
+            "DROP TABLE change_log; DROP TABLE peer_heads; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let r = Replica::open(&old, clock.clone()).unwrap();
+    assert_eq!(user_version(&old), SCHEMA_VERSION);
+    // Every client plus the team document, each once, numbered 1..=n.
+    let changed = r.changed_since(0, 1000).unwrap();
+    assert_eq!(changed.len(), ids.len() + 1);
+    let seqs: Vec<u64> = changed.iter().map(|(_, _, s)| *s).collect();
+    assert_eq!(seqs, (1..=changed.len() as u64).collect::<Vec<_>>());
+    assert_eq!(r.change_seq().unwrap(), changed.len() as u64);
 }

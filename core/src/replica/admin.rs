@@ -131,6 +131,7 @@ impl Replica {
         bundle.header.provision = Some(Provision {
             user: user.to_string(),
             actor,
+            cursor: None,
         });
         Ok(bundle.encode())
     }

@@ -1,5 +1,7 @@
 //! Offline bundles on a replica: export, heads, and the all-or-nothing import.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 impl Replica {
@@ -144,18 +146,28 @@ impl Replica {
     }
 
     pub(super) fn import_bundle(&mut self, bundle: Bundle, first: bool) -> Result<ImportSummary> {
-        let now = self.now();
+        let prepared = self.prepare_import(&bundle.entries, first)?;
+        self.commit_import(prepared, |_| Ok(()))
+    }
+
+    /// Merges documents received from elsewhere (a bundle, a sync response, a device's
+    /// upload) in memory and validates them: schema, ids, team, immutable events, and
+    /// team changes by admins only. Nothing is written; see [`Replica::commit_import`].
+    pub fn prepare_import(&self, entries: &[BundleEntry], first: bool) -> Result<PreparedImport> {
         let team_id = self.team.id()?;
         let team_doc_key = team_doc_id(self.team());
-        // Merge everything in memory first; nothing is written unless all of it is valid.
         let mut team_doc = self.team.doc().clone();
         let team_before = if first {
             None
         } else {
             Some(team_doc.get_heads())
         };
-        let mut clients: Vec<(ClientId, ClientDoc, Option<Vec<ChangeHash>>)> = Vec::new();
-        for entry in &bundle.entries {
+        let mut clients: Vec<PreparedClient> = Vec::new();
+        for entry in entries {
+            let corrupt = |e: automerge::AutomergeError| Error::CorruptDocument {
+                doc: entry.doc_id.clone(),
+                reason: e.to_string(),
+            };
             match entry.kind {
                 DocKind::Team => {
                     if entry.doc_id != team_doc_key {
@@ -164,27 +176,18 @@ impl Replica {
                             entry.doc_id
                         )));
                     }
-                    team_doc
-                        .load_incremental(&entry.data)
-                        .map_err(|e| Error::CorruptDocument {
-                            doc: entry.doc_id.clone(),
-                            reason: e.to_string(),
-                        })?;
+                    team_doc.load_incremental(&entry.data).map_err(corrupt)?;
                 }
                 DocKind::Client => {
                     let id: ClientId = entry.doc_id.parse().map_err(|_| {
                         Error::BadBundle(format!("{:?} is not a client id", entry.doc_id))
                     })?;
-                    let corrupt = |e: automerge::AutomergeError| Error::CorruptDocument {
-                        doc: entry.doc_id.clone(),
-                        reason: e.to_string(),
-                    };
-                    // The same document twice in one bundle merges into one entry.
-                    if let Some((_, doc, _)) = clients.iter_mut().find(|(c, _, _)| *c == id) {
-                        doc.doc_mut()
+                    // The same document twice merges into one entry.
+                    if let Some(c) = clients.iter_mut().find(|c| c.id == id) {
+                        c.doc
+                            .doc_mut()
                             .load_incremental(&entry.data)
                             .map_err(corrupt)?;
-                        ClientDoc::from_doc(doc.doc().clone(), Some((id, team_id)))?;
                         continue;
                     }
                     let existing = documents::load(self.store.conn(), &entry.doc_id)?;
@@ -192,27 +195,49 @@ impl Replica {
                     let mut doc = existing.unwrap_or_default();
                     let before = known.then(|| doc.get_heads());
                     doc.load_incremental(&entry.data).map_err(corrupt)?;
-                    let doc = ClientDoc::from_doc(doc, Some((id, team_id)))?;
-                    clients.push((id, doc, before));
+                    clients.push(PreparedClient {
+                        id,
+                        doc: ClientDoc::from_doc(doc, None)?,
+                        before,
+                        new_actors: BTreeSet::new(),
+                        heads: Vec::new(),
+                    });
                 }
             }
         }
-        for (id, doc, before) in clients.iter_mut() {
-            let received = doc
-                .doc_mut()
-                .get_changes(before.as_deref().unwrap_or_default());
-            doc.check_received(&received).map_err(|e| match e {
+        for c in clients.iter_mut() {
+            let with_id = |e: Error| match e {
                 Error::CorruptDocument { reason, .. } => Error::CorruptDocument {
-                    doc: id.to_string(),
+                    doc: c.id.to_string(),
                     reason,
                 },
                 other => other,
-            })?;
+            };
+            // A document whose creating change has not arrived (a delta for a replica
+            // that lacks the document) has nothing to check yet.
+            if c.before.is_none() && c.doc.doc_mut().get_heads().is_empty() {
+                return Err(Error::CorruptDocument {
+                    doc: c.id.to_string(),
+                    reason: "the changes build on history this replica does not have".into(),
+                });
+            }
+            let check = ClientDoc::from_doc(c.doc.doc().clone(), Some((c.id, team_id)));
+            check.map_err(with_id)?;
+            let received = c
+                .doc
+                .doc_mut()
+                .get_changes(c.before.as_deref().unwrap_or_default());
+            c.doc.check_received(&received).map_err(with_id)?;
+            c.new_actors = received
+                .iter()
+                .map(|ch| ch.actor_id().to_hex_string())
+                .collect();
+            c.heads = c.doc.doc_mut().get_heads();
         }
         let team_new_changes = team_doc.get_changes(team_before.as_deref().unwrap_or_default());
         let mut team = TeamDoc::from_doc(team_doc, self.team.founder())?;
-        // Only the founder and admins write the team document (ADR 0004): a bundle that
-        // carries anyone else's team changes is refused whole.
+        // Only the founder and admins write the team document (ADR 0004): changes that
+        // carry anyone else's team changes are refused whole.
         let trusted = team.trusted_actors();
         if let Some(change) = team_new_changes
             .iter()
@@ -223,23 +248,49 @@ impl Replica {
                 change.actor_id().to_hex_string()
             )));
         }
-        let team_changed = team_before.as_deref() != Some(&team.doc_mut().get_heads()[..]);
+        let team_heads = team.doc_mut().get_heads();
+        let team_changed = team_before.as_deref() != Some(&team_heads[..]);
+        Ok(PreparedImport {
+            team_heads,
+            entries: entries.len(),
+            team_actors: team_new_changes
+                .iter()
+                .map(|c| c.actor_id().to_hex_string())
+                .collect(),
+            team,
+            team_before,
+            team_changed,
+            clients,
+        })
+    }
+
+    /// Stores a prepared import in one transaction, together with `extra` writes of the
+    /// caller (sync bookkeeping), and re-folds the read model.
+    pub fn commit_import(
+        &mut self,
+        mut prepared: PreparedImport,
+        extra: impl FnOnce(&rusqlite::Transaction) -> Result<()>,
+    ) -> Result<ImportSummary> {
+        let now = self.now();
+        let team_doc_key = team_doc_id(prepared.team.team());
         let mut summary = ImportSummary {
-            documents: bundle.entries.len(),
+            documents: prepared.entries,
             ..Default::default()
         };
-        for (_, doc, before) in clients.iter_mut() {
-            if before.is_none() {
+        for c in prepared.clients.iter_mut() {
+            if c.before.is_none() {
                 summary.new_clients += 1;
             }
-            if before.as_deref() != Some(&doc.doc_mut().get_heads()[..]) {
+            if c.before.as_deref() != Some(&c.doc.doc_mut().get_heads()[..]) {
                 summary.changed += 1;
+                summary.changed_clients.push(c.id.to_string());
             }
         }
+        let team_changed = prepared.team_changed;
         if team_changed {
             summary.changed += 1;
         }
-        let imported: Vec<String> = clients.iter().map(|(id, _, _)| id.to_string()).collect();
+        let imported: Vec<String> = prepared.clients.iter().map(|c| c.id.to_string()).collect();
         let others: Vec<String> = if team_changed {
             documents::ids(self.store.conn(), DocKind::Client)?
                 .into_iter()
@@ -248,6 +299,9 @@ impl Replica {
         } else {
             vec![]
         };
+        let team = &mut prepared.team;
+        let team_before = prepared.team_before.as_deref();
+        let clients = &mut prepared.clients;
         self.store.write(|tx| {
             if team_changed {
                 documents::save(
@@ -255,28 +309,99 @@ impl Replica {
                     &team_doc_key,
                     DocKind::Team,
                     team.doc_mut(),
-                    team_before.as_deref(),
+                    team_before,
                     now,
                 )?;
             }
-            for (id, doc, before) in clients.iter_mut() {
+            for c in clients.iter_mut() {
                 let changed = documents::save(
                     tx,
-                    &id.to_string(),
+                    &c.id.to_string(),
                     DocKind::Client,
-                    doc.doc_mut(),
-                    before.as_deref(),
+                    c.doc.doc_mut(),
+                    c.before.as_deref(),
                     now,
                 )?;
                 // A new team document can change what the fold believes (roles, registry).
                 if changed || team_changed {
-                    let view = fold(doc, &team, now)?;
+                    let view = fold(&c.doc, team, now)?;
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }
             }
-            refresh_clients(tx, &team, &others, now)
+            refresh_clients(tx, team, &others, now)?;
+            extra(tx)
         })?;
-        self.team = team;
+        self.team = prepared.team;
         Ok(summary)
+    }
+}
+
+/// One client document of a [`PreparedImport`].
+pub struct PreparedClient {
+    /// The client.
+    pub id: ClientId,
+    doc: ClientDoc,
+    before: Option<Vec<ChangeHash>>,
+    new_actors: BTreeSet<String>,
+    heads: Vec<ChangeHash>,
+}
+
+impl PreparedClient {
+    /// Whether this replica had the client before.
+    pub fn existed(&self) -> bool {
+        self.before.is_some()
+    }
+
+    /// Automerge actors (hex) that wrote the changes this import adds.
+    pub fn new_actors(&self) -> &BTreeSet<String> {
+        &self.new_actors
+    }
+
+    /// The merged document.
+    pub fn doc(&self) -> &ClientDoc {
+        &self.doc
+    }
+
+    /// Heads of the merged document.
+    pub fn heads(&self) -> &[ChangeHash] {
+        &self.heads
+    }
+}
+
+/// Received documents merged in memory and validated, not yet stored.
+pub struct PreparedImport {
+    entries: usize,
+    team: TeamDoc,
+    team_before: Option<Vec<ChangeHash>>,
+    team_changed: bool,
+    team_actors: BTreeSet<String>,
+    team_heads: Vec<ChangeHash>,
+    clients: Vec<PreparedClient>,
+}
+
+impl PreparedImport {
+    /// The client documents, merged.
+    pub fn clients(&self) -> &[PreparedClient] {
+        &self.clients
+    }
+
+    /// Whether the team document gains changes.
+    pub fn team_changed(&self) -> bool {
+        self.team_changed
+    }
+
+    /// Actors (hex) that wrote the team changes this import adds.
+    pub fn team_actors(&self) -> &BTreeSet<String> {
+        &self.team_actors
+    }
+
+    /// The merged team document.
+    pub fn team(&self) -> &TeamDoc {
+        &self.team
+    }
+
+    /// Heads of the merged team document.
+    pub fn team_heads(&self) -> &[ChangeHash] {
+        &self.team_heads
     }
 }

@@ -523,6 +523,11 @@ impl Replica {
         }
     }
 
+    /// One client's read-model row.
+    pub fn client_row(&self, id: &str) -> Result<Option<ClientRow>> {
+        read_model::get(self.store.conn(), id)
+    }
+
     /// Lists clients from the read model.
     pub fn list(&self, filter: &ClientFilter) -> Result<Vec<ClientRow>> {
         read_model::list(self.store.conn(), filter)

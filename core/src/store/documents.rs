@@ -84,6 +84,7 @@ pub fn save(
             "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
             params![doc_id, kind.as_str(), doc.save(), now],
         )?;
+        log_change(tx, doc_id)?;
         return Ok(true);
     };
     if doc.get_heads() == before {
@@ -111,7 +112,98 @@ pub fn save(
             params![doc_id, now],
         )?;
     }
+    log_change(tx, doc_id)?;
     Ok(true)
+}
+
+/// Moves a document to the end of the change log.
+fn log_change(tx: &Transaction, doc_id: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO change_log(doc_id, seq)
+             VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM change_log))
+         ON CONFLICT(doc_id) DO UPDATE SET seq = excluded.seq",
+        [doc_id],
+    )?;
+    Ok(())
+}
+
+/// The latest change sequence number (0 for an empty replica).
+pub fn current_seq(conn: &Connection) -> Result<u64> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM change_log", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
+}
+
+/// Documents changed after `cursor`, oldest change first, at most `limit`:
+/// `(doc_id, kind, seq)`.
+pub fn changed_since(
+    conn: &Connection,
+    cursor: u64,
+    limit: usize,
+) -> Result<Vec<(String, DocKind, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.doc_id, d.kind, l.seq FROM change_log l JOIN documents d USING (doc_id)
+         WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![cursor as i64, limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, kind, seq) = row?;
+        Ok((id, DocKind::parse(&kind)?, seq as u64))
+    })
+    .collect()
+}
+
+/// The heads a sync server acknowledged for a document (empty: never synced).
+pub fn peer_heads(conn: &Connection, doc_id: &str) -> Result<Vec<ChangeHash>> {
+    let heads: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT heads FROM peer_heads WHERE doc_id = ?1",
+            [doc_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(decode_heads(&heads.unwrap_or_default()))
+}
+
+/// Records the heads a sync server acknowledged for a document.
+pub fn set_peer_heads(tx: &Transaction, doc_id: &str, heads: &[ChangeHash]) -> Result<()> {
+    tx.execute(
+        "INSERT INTO peer_heads(doc_id, heads) VALUES (?1, ?2)
+         ON CONFLICT(doc_id) DO UPDATE SET heads = excluded.heads",
+        params![doc_id, encode_heads(heads)],
+    )?;
+    Ok(())
+}
+
+/// Removes a document from the outbox.
+pub fn outbox_remove(tx: &Transaction, doc_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM outbox WHERE doc_id = ?1", [doc_id])?;
+    Ok(())
+}
+
+/// Concatenated 32-byte change hashes.
+pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+/// The inverse of [`encode_heads`]; a trailing partial hash is ignored.
+pub fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            ChangeHash(h)
+        })
+        .collect()
 }
 
 /// Number of incremental chunks stored for a document (for compaction tests).

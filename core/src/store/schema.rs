@@ -6,7 +6,7 @@ use rusqlite::{Connection, Transaction};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings the file to [`SCHEMA_VERSION`] in one transaction. Only a new file
 /// (`create`) gets a fresh schema; opening an empty or foreign file is refused untouched.
@@ -117,10 +117,24 @@ INSERT INTO meta(key, value) VALUES ('search_needs_rebuild', '1')
     ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
 
+/// Version 3: the change log (a per-replica sequence of document changes, which a sync
+/// server serves cursors from) and the heads a sync server acknowledged per document.
+const V3: &str = "
+CREATE TABLE change_log (
+    doc_id TEXT PRIMARY KEY REFERENCES documents(doc_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX change_log_seq ON change_log(seq);
+INSERT INTO change_log(doc_id, seq)
+    SELECT doc_id, row_number() OVER (ORDER BY updated_at, doc_id) FROM documents;
+CREATE TABLE peer_heads (doc_id TEXT PRIMARY KEY, heads BLOB NOT NULL);
+";
+
 /// Creates the current schema in an empty file.
 fn init(tx: &Transaction) -> Result<()> {
     tx.execute_batch(V1)?;
     tx.execute_batch(V2)?;
+    tx.execute_batch(V3)?;
     tx.execute("DELETE FROM meta WHERE key = 'search_needs_rebuild'", [])?;
     Ok(())
 }
@@ -131,6 +145,7 @@ fn upgrade_from(tx: &Transaction, version: i64) -> Result<()> {
         // The search index is derived data: the replica refills it from the documents
         // on the next open (see Replica::open).
         1 => tx.execute_batch(V2)?,
+        2 => tx.execute_batch(V3)?,
         other => {
             return Err(Error::Storage(format!(
                 "no upgrade path from replica schema {other}"
