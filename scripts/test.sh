@@ -19,5 +19,6 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/bindings.sh
 echo "== cargo test"
 cargo test --workspace --locked

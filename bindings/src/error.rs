@@ -8,8 +8,8 @@ use fieldsync_core::Error as CoreError;
 use crate::records::DuplicateMatch;
 
 /// What went wrong in a FieldSync call. Kotlin sees `ApiException` subclasses, Swift an
-/// `ApiError` enum, Python `ApiError.*` exceptions. Every variant's message is written
-/// for people and can be shown as it is.
+/// `ApiError` enum, Python `ApiError.*` exceptions. Branch on the variant; the `reason`
+/// texts are written for people and can be shown as they are.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum ApiError {
     /// An argument is missing or malformed, or names something that does not exist (an
@@ -23,8 +23,8 @@ pub enum ApiError {
         /// What is wrong with it, in words.
         reason: String,
     },
-    /// The lead-quality gate refused to move a client out of the lead stage: fill in
-    /// `missing_fields` (profile field keys) with `editClient`, then move again.
+    /// The lead-quality gate refused to move a client out of the lead stage: fill in the
+    /// missing fields (profile field keys) with `editClient`, then move again.
     #[error("lead-quality gate: missing required fields: {}", .missing_fields.join(", "))]
     GateRefused {
         /// The profile fields that must be filled in first, e.g. `company_size`.

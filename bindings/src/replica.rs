@@ -17,8 +17,8 @@ use crate::error::ApiError;
 use crate::listener::ClientChangeListener;
 use crate::records::{
     Board, ClientConflicts, ClientFilter, ClientRow, ClientView, DuplicateMatch, FieldEdit,
-    FlowReport, Identity, ImportSummary, Member, MoveOptions, NewClient, NoteKind,
-    OverdueGroup, PipelineTemplate, QuoteRequested, Role, Stage,
+    FlowReport, Identity, ImportSummary, Member, MoveOptions, NewClient, NoteKind, OverdueGroup,
+    PipelineTemplate, QuoteRequested, Role, Stage,
 };
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -545,12 +545,10 @@ impl Replica {
     async fn off_thread<T: Send + 'static>(
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|e| {
-                Err(ApiError::Storage {
-                    reason: format!("the worker thread failed: {e}"),
-                })
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(ApiError::Storage {
+                reason: format!("the worker thread failed: {e}"),
             })
+        })
     }
 }
