@@ -96,6 +96,28 @@ pub enum Command {
         /// The bundle file.
         file: PathBuf,
     },
+    /// Create this replica (--db) from a sync server, with a device token an admin issued
+    /// (`fieldsync-server admin device-add`).
+    Join {
+        /// Server base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "FIELDSYNC_SERVER")]
+        server: String,
+        /// The device token (shown once when it was issued).
+        #[arg(long, env = "FIELDSYNC_TOKEN")]
+        token: String,
+    },
+    /// Sync with the server this replica joined, until quiet.
+    Sync {
+        /// Stay connected: sync again whenever the server announces changes.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many syncs (default: until interrupted).
+        #[arg(long)]
+        max_syncs: Option<usize>,
+        /// With --watch: seconds one wait for changes lasts before it is renewed.
+        #[arg(long, default_value_t = 25)]
+        wait_seconds: u64,
+    },
     /// A guided demo with a Chinese sales team, four replicas and bundle exchanges.
     Demo {
         /// Directory for the demo's replicas and bundles (default: a temporary one).

@@ -159,6 +159,12 @@ pub fn run(cli: Cli) -> Result {
         Command::Heads { out } => sync::heads(&ctx, &out),
         Command::Export { out, have } => sync::export(&ctx, &out, have.as_deref()),
         Command::Import { file } => sync::import(&ctx, &file),
+        Command::Join { server, token } => sync::join(&ctx, &server, &token),
+        Command::Sync {
+            watch,
+            max_syncs,
+            wait_seconds,
+        } => sync::sync(&ctx, watch, max_syncs, wait_seconds),
         Command::Demo { dir } => crate::demo::run(&ctx, dir),
     }
 }

@@ -71,6 +71,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The sync server could not be reached or answered with an error.
+    #[error("network: {0}")]
+    Network(String),
     /// The user is no longer in the team.
     #[error("user {0} has departed")]
     Departed(UserId),

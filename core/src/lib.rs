@@ -17,6 +17,8 @@ pub mod error;
 pub mod fold;
 pub mod ids;
 pub mod pipeline;
+#[cfg(feature = "http")]
+pub mod remote;
 pub mod replica;
 pub mod report;
 pub mod store;

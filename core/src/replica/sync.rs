@@ -54,6 +54,21 @@ impl Replica {
             .unwrap_or(0))
     }
 
+    /// Remembers the sync server and this device's token.
+    pub fn set_server(&mut self, server: &str, token: &str) -> Result<()> {
+        self.store.write(|tx| {
+            meta_set(tx, "server_url", server)?;
+            meta_set(tx, "device_token", token)
+        })
+    }
+
+    /// The remembered sync server and device token, if this replica joined one.
+    pub fn server(&self) -> Result<Option<(String, String)>> {
+        let url = meta_get(self.store.conn(), "server_url")?;
+        let token = meta_get(self.store.conn(), "device_token")?;
+        Ok(url.zip(token))
+    }
+
     fn load_any(&self, doc_id: &str) -> Result<Option<AutoCommit>> {
         if kind_of(doc_id) == DocKind::Team {
             return Ok(Some(self.team.doc().clone()));

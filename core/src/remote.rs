@@ -1,0 +1,137 @@
+//! A blocking HTTP transport that drives the sans-IO sync against a FieldSync server
+//! (feature `http`). Used by the `fieldsync` CLI and the mobile SDK; the loop is bounded.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sync::{SyncResponse, CONTENT_TYPE};
+use crate::{Clock, Error, Replica, Result};
+
+/// Rounds one [`sync`] makes at most before it reports what is still pending.
+pub const MAX_ROUNDS: usize = 64;
+
+/// What a whole sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncReport {
+    /// Requests sent.
+    pub requests: usize,
+    /// Request bytes.
+    pub bytes_sent: usize,
+    /// Response bytes.
+    pub bytes_received: usize,
+    /// Documents uploaded.
+    pub uploaded: usize,
+    /// Documents received with changes.
+    pub downloaded: usize,
+    /// Clients that changed here.
+    pub changed_clients: Vec<String>,
+    /// Documents still in the outbox (0 when fully in sync).
+    pub pending: usize,
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+fn network(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::Network(format!("{url}: {e}"))
+}
+
+/// Sends `body` to `path` and returns the response bytes; 4xx/5xx become errors with the
+/// server's message.
+fn post(server: &str, token: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let mut response = agent(Duration::from_secs(120))
+        .post(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", CONTENT_TYPE)
+        .send(body)
+        .map_err(|e| network(&url, e))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .map_err(|e| network(&url, e))?;
+    if status >= 400 {
+        let text = String::from_utf8_lossy(&bytes);
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| text.into_owned());
+        return Err(if status == 401 || status == 403 {
+            Error::NotPermitted(format!("server: {message}"))
+        } else {
+            Error::Network(format!("server answered {status}: {message}"))
+        });
+    }
+    Ok(bytes)
+}
+
+/// Creates a replica at `path` for the device `token` was issued for (the new-phone fast
+/// path: one provisioning bundle, written in one transaction), and remembers the server.
+pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Result<Replica> {
+    let bundle = post(server, token, "/v1/join", &[])?;
+    let mut replica = Replica::join(path, &bundle, clock)?;
+    replica.set_server(server, token)?;
+    Ok(replica)
+}
+
+/// Syncs until quiet: uploads the outbox, applies the server's answers and every change
+/// since the cursor, and repeats while the server has more (at most [`MAX_ROUNDS`]).
+pub fn sync(replica: &mut Replica, server: &str, token: &str) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    for _ in 0..MAX_ROUNDS {
+        let request = replica.sync_request()?;
+        let body = request.encode();
+        let answer = post(server, token, "/v1/sync", &body)?;
+        report.requests += 1;
+        report.bytes_sent += body.len();
+        report.bytes_received += answer.len();
+        let response = SyncResponse::decode(&answer)?;
+        let progress = replica.apply_sync_response(&request, response)?;
+        report.uploaded += request
+            .docs
+            .iter()
+            .filter(|d| !d.changes.is_empty())
+            .count();
+        report.downloaded += progress.received;
+        for c in progress.changed_clients.iter() {
+            if !report.changed_clients.contains(c) {
+                report.changed_clients.push(c.clone());
+            }
+        }
+        report.pending = progress.pending;
+        if progress.is_quiet() {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Waits (long-poll) until the server's change sequence passes `cursor` or `timeout`
+/// elapses; true if something changed.
+pub fn wait_for_changes(server: &str, token: &str, cursor: u64, timeout: Duration) -> Result<bool> {
+    let url = format!(
+        "{}/v1/wait?cursor={cursor}&timeout={}",
+        server.trim_end_matches('/'),
+        timeout.as_secs().max(1)
+    );
+    let response = agent(timeout + Duration::from_secs(10))
+        .get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .map_err(|e| network(&url, e))?;
+    match response.status().as_u16() {
+        200 => Ok(true),
+        204 => Ok(false),
+        401 | 403 => Err(Error::NotPermitted("server: access revoked".into())),
+        other => Err(Error::Network(format!("{url}: server answered {other}"))),
+    }
+}
