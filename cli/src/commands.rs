@@ -102,14 +102,6 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the replica.
     pub fn open(&self) -> Result<Replica> {
-        // The core would turn an empty file into an empty schema before refusing it
-        // (and `init` then refuses the file as existing): refuse it untouched.
-        if std::fs::metadata(&self.db).is_ok_and(|m| m.is_file() && m.len() == 0) {
-            return fail(format!(
-                "{} is empty, not a FieldSync replica; create one with `fieldsync init`",
-                self.db.display()
-            ));
-        }
         Ok(Replica::open(&self.db, self.clock.clone())?)
     }
 
