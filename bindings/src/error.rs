@@ -52,7 +52,7 @@ pub enum ApiError {
         reason: String,
     },
     /// The sync server could not be reached or refused the request. Retry later (sync
-    /// arrives with the sync server; no call returns this yet).
+    /// arrives with the sync server; no SDK call returns this yet).
     #[error("network: {reason}")]
     Network {
         /// What failed.
@@ -85,6 +85,7 @@ impl From<CoreError> for ApiError {
             CoreError::Departed(_) => ApiError::NotPermitted {
                 reason: e.to_string(),
             },
+            CoreError::Network(reason) => ApiError::Network { reason },
             CoreError::Storage(_) | CoreError::CorruptDocument { .. } => ApiError::Storage {
                 reason: e.to_string(),
             },

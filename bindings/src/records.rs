@@ -917,6 +917,8 @@ pub struct ImportSummary {
     pub changed: u64,
     /// Clients this replica had not seen before.
     pub new_clients: u64,
+    /// Ids of the clients that gained changes (the listener hears the same ids).
+    pub changed_clients: Vec<String>,
 }
 
 impl From<replica::ImportSummary> for ImportSummary {
@@ -925,6 +927,7 @@ impl From<replica::ImportSummary> for ImportSummary {
             documents: s.documents as u64,
             changed: s.changed as u64,
             new_clients: s.new_clients as u64,
+            changed_clients: s.changed_clients,
         }
     }
 }

@@ -4,12 +4,9 @@
 //! work, converts the result, releases the lock, and then tells the change listener which
 //! clients changed. Validation, permissions and merging all happen in the core.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use fieldsync_core::bundle::Bundle;
-use fieldsync_core::store::documents::DocKind;
 use fieldsync_core::store::read_model;
 use fieldsync_core::{ClientId, SystemClock, UserId};
 
@@ -62,23 +59,6 @@ fn resolve_client(core: &Core, id_or_prefix: &str) -> fieldsync_core::Result<Cli
 
 fn resolve_user(core: &Core, id_or_name: &str) -> fieldsync_core::Result<UserId> {
     core.resolve_user(id_or_name)
-}
-
-/// Each client document's heads, from the core's heads file (to see what an import
-/// changed; the core's `ImportSummary` counts changed documents but does not name them).
-fn client_heads(core: &Core) -> fieldsync_core::Result<(Vec<u8>, HashMap<String, Vec<u8>>)> {
-    let bundle = Bundle::decode(&core.heads()?)?;
-    let mut team = Vec::new();
-    let mut clients = HashMap::new();
-    for entry in bundle.entries {
-        match entry.kind {
-            DocKind::Team => team = entry.data,
-            DocKind::Client => {
-                clients.insert(entry.doc_id, entry.data);
-            }
-        }
-    }
-    Ok((team, clients))
 }
 
 impl Replica {
@@ -512,24 +492,10 @@ impl Replica {
     /// changes nothing; a corrupt or foreign bundle is refused whole (`InvalidInput` on
     /// `bundle`). The listener hears every client the import changed.
     pub fn import_bundle(&self, bundle: Vec<u8>) -> Result<ImportSummary> {
-        let (summary, changed) = self.with(|core| {
-            let (team_before, before) = client_heads(core)?;
-            let summary = core.import(&bundle)?;
-            if summary.changed == 0 {
-                return Ok((summary, vec![]));
-            }
-            let (team_after, after) = client_heads(core)?;
-            // A new team document re-derives every client (roles decide what counts).
-            let team_changed = team_before != team_after;
-            let mut changed: Vec<String> = after
-                .into_iter()
-                .filter(|(id, heads)| team_changed || before.get(id) != Some(heads))
-                .map(|(id, _)| id)
-                .collect();
-            changed.sort();
-            Ok((summary, changed))
-        })?;
-        self.notify(changed);
+        let summary = self.edit(
+            |core| core.import(&bundle),
+            |summary| summary.changed_clients.clone(),
+        )?;
         Ok(summary.into())
     }
 

@@ -128,6 +128,7 @@ val tests: List<Pair<String, () -> Unit>> = listOf(
                 rep.setChangeListener(listener)
                 val summary = runBlocking { rep.importBundleAsync(admin.exportBundle(null)) }
                 assertEquals(1UL, summary.newClients)
+                assertEquals(listOf(id), summary.changedClients)
                 assertEquals(listOf(listOf(id)), listener.calls)
                 rep.addNote(id, NoteKind.VISIT, "拜访了客户")
                 val back = runBlocking { rep.exportBundleAsync(admin.heads()) }

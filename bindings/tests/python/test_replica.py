@@ -125,6 +125,7 @@ def test_changes_travel_between_two_replicas_of_the_team_as_bundles(tmp_path):
     rep.set_change_listener(listener)
     summary = asyncio.run(rep.import_bundle_async(admin.export_bundle(None)))
     assert summary.new_clients == 1
+    assert summary.changed_clients == [client_id]
     assert listener.calls == [[client_id]]
     rep.add_note(client_id, NoteKind.VISIT, "拜访了客户")
     admin.import_bundle(asyncio.run(rep.export_bundle_async(admin.heads())))
