@@ -295,17 +295,18 @@ impl Replica {
         let doc = documents::load(store.conn(), &format!("team:{team_id}"))?
             .ok_or_else(|| Error::Storage("the team document is missing".into()))?;
         let team = TeamDoc::from_doc(doc, &founder)?;
-        if read_model::search_needs_rebuild(store.conn())? {
+        if read_model::needs_rebuild(store.conn())? {
             let now = clock.now_ms();
             let ids = documents::ids(store.conn(), DocKind::Client)?;
             store.write(|tx| {
                 for id in &ids {
-                    let doc = documents::load(tx, id)?
+                    let mut doc = documents::load(tx, id)?
                         .ok_or_else(|| Error::Storage(format!("document {id} vanished")))?;
+                    documents::record_actors(tx, id, &doc.get_changes(&[]))?;
                     let view = fold(&ClientDoc::from_doc(doc, None)?, &team, now)?;
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }
-                read_model::search_rebuilt(tx)
+                read_model::rebuilt(tx)
             })?;
         }
         Ok(Replica {
@@ -394,6 +395,21 @@ impl Replica {
                     .join(" or ")
             )))
         }
+    }
+}
+
+/// The clients whose read-model rows a change of the team document from `before` to
+/// `after` can alter: all of them when the pipeline, rules, roles or hierarchy changed,
+/// else those written by newly registered actors.
+fn clients_to_refold(
+    conn: &rusqlite::Connection,
+    before: &TeamDoc,
+    after: &TeamDoc,
+) -> Result<Vec<String>> {
+    if after.refold_needed(before) {
+        documents::ids(conn, DocKind::Client)
+    } else {
+        documents::docs_by_actors(conn, &after.new_actors(before))
     }
 }
 

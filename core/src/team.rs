@@ -265,6 +265,37 @@ impl TeamDoc {
         self.refresh()
     }
 
+    /// Whether every client folded with `before` must be re-folded with this team: the
+    /// fold and the read model read the pipeline, the rules, members' roles, managers and
+    /// approval roles, and the actor registry. Departures do not count (the fold does not
+    /// read them), and new registry entries only matter to the clients those actors wrote
+    /// ([`TeamDoc::new_actors`]).
+    pub fn refold_needed(&self, before: &TeamDoc) -> bool {
+        let (old, new) = (&before.team, &self.team);
+        let member = |m: &Member| (m.role.clone(), m.manager.clone(), m.approves.clone());
+        old.pipeline != new.pipeline
+            || old.rules != new.rules
+            || old.members.len() != new.members.len()
+            || old
+                .members
+                .iter()
+                .any(|(id, m)| new.members.get(id).map(member) != Some(member(m)))
+            || old
+                .actors
+                .iter()
+                .any(|(actor, user)| new.actors.get(actor) != Some(user))
+    }
+
+    /// Registry entries added since `before`.
+    pub fn new_actors(&self, before: &TeamDoc) -> Vec<String> {
+        self.team
+            .actors
+            .keys()
+            .filter(|a| !before.team.actors.contains_key(*a))
+            .cloned()
+            .collect()
+    }
+
     /// Looks a member up.
     pub fn member(&self, user: &UserId) -> Option<&Member> {
         self.team.members.get(&user.to_string())

@@ -233,7 +233,7 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
-            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads;
+            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -477,7 +477,7 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
-            "DROP TABLE change_log; DROP TABLE peer_heads; PRAGMA user_version = 2;",
+            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -489,4 +489,9 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     let seqs: Vec<u64> = changed.iter().map(|(_, _, s)| *s).collect();
     assert_eq!(seqs, (1..=changed.len() as u64).collect::<Vec<_>>());
     assert_eq!(r.change_seq().unwrap(), changed.len() as u64);
+    // And the actor index is refilled: every client was written by the admin's device.
+    let actor = r.identity().actor;
+    let written =
+        fieldsync_core::store::documents::docs_by_actors(r.store().conn(), &[actor]).unwrap();
+    assert_eq!(written.len(), ids.len());
 }

@@ -19,7 +19,7 @@ impl Replica {
         staged.edit(f)?;
         commit(staged.doc_mut(), message, now);
         let doc_id = team_doc_id(staged.team());
-        let ids = documents::ids(self.store.conn(), DocKind::Client)?;
+        let ids = clients_to_refold(self.store.conn(), &self.team, &staged)?;
         self.store.write(|tx| {
             documents::save(
                 tx,

@@ -290,15 +290,17 @@ impl Replica {
         if team_changed {
             summary.changed += 1;
         }
-        let imported: Vec<String> = prepared.clients.iter().map(|c| c.id.to_string()).collect();
-        let others: Vec<String> = if team_changed {
-            documents::ids(self.store.conn(), DocKind::Client)?
-                .into_iter()
-                .filter(|id| !imported.contains(id))
-                .collect()
+        // A new team document can change what the fold believes (roles, registry).
+        let refold = if team_changed {
+            clients_to_refold(self.store.conn(), &self.team, &prepared.team)?
         } else {
-            vec![]
+            Vec::new()
         };
+        let others: Vec<String> = refold
+            .iter()
+            .filter(|id| prepared.clients.iter().all(|c| c.id.to_string() != **id))
+            .cloned()
+            .collect();
         let team = &mut prepared.team;
         let team_before = prepared.team_before.as_deref();
         let clients = &mut prepared.clients;
@@ -322,8 +324,7 @@ impl Replica {
                     c.before.as_deref(),
                     now,
                 )?;
-                // A new team document can change what the fold believes (roles, registry).
-                if changed || team_changed {
+                if changed || refold.contains(&c.id.to_string()) {
                     let view = fold(&c.doc, team, now)?;
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }

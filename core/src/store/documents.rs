@@ -84,12 +84,14 @@ pub fn save(
             "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
             params![doc_id, kind.as_str(), doc.save(), now],
         )?;
+        record_actors(tx, doc_id, &doc.get_changes(&[]))?;
         log_change(tx, doc_id)?;
         return Ok(true);
     };
     if doc.get_heads() == before {
         return Ok(false);
     }
+    record_actors(tx, doc_id, &doc.get_changes(before))?;
     let chunk = doc.save_after(before);
     let (count, next): (i64, i64) = tx.query_row(
         "SELECT count(*), coalesce(max(seq), 0) + 1 FROM doc_changes WHERE doc_id = ?1",
@@ -114,6 +116,34 @@ pub fn save(
     }
     log_change(tx, doc_id)?;
     Ok(true)
+}
+
+/// Records which actors wrote `changes` of a document.
+pub fn record_actors(tx: &Transaction, doc_id: &str, changes: &[automerge::Change]) -> Result<()> {
+    let actors: std::collections::BTreeSet<String> = changes
+        .iter()
+        .map(|c| c.actor_id().to_hex_string())
+        .collect();
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO doc_actors(doc_id, actor) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
+    for actor in actors {
+        stmt.execute(params![doc_id, actor])?;
+    }
+    Ok(())
+}
+
+/// Documents that contain changes by any of `actors`.
+pub fn docs_by_actors(conn: &Connection, actors: &[String]) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT doc_id FROM doc_actors WHERE actor = ?1")?;
+    let mut out = std::collections::BTreeSet::new();
+    for actor in actors {
+        for id in stmt.query_map([actor], |r| r.get::<_, String>(0))? {
+            out.insert(id?);
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Moves a document to the end of the change log.

@@ -224,14 +224,18 @@ pub fn search(conn: &Connection, query: &str) -> Result<Vec<ClientRow>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Whether the search index must be refilled (after the upgrade that created it).
-pub fn search_needs_rebuild(conn: &Connection) -> Result<bool> {
-    Ok(crate::store::meta_get(conn, "search_needs_rebuild")?.is_some())
+/// Whether derived tables must be refilled from the documents (after an upgrade that
+/// created them).
+pub fn needs_rebuild(conn: &Connection) -> Result<bool> {
+    Ok(crate::store::meta_get(conn, "read_model_needs_rebuild")?.is_some())
 }
 
-/// Marks the search index as complete.
-pub fn search_rebuilt(tx: &Transaction) -> Result<()> {
-    tx.execute("DELETE FROM meta WHERE key = 'search_needs_rebuild'", [])?;
+/// Marks the derived tables as complete.
+pub fn rebuilt(tx: &Transaction) -> Result<()> {
+    tx.execute(
+        "DELETE FROM meta WHERE key = 'read_model_needs_rebuild'",
+        [],
+    )?;
     Ok(())
 }
 

@@ -113,12 +113,14 @@ CREATE TABLE transitions (
 /// Version 2: the trigram full-text index, so that search finds Chinese substrings.
 const V2: &str = "
 CREATE VIRTUAL TABLE client_search USING fts5(client_id UNINDEXED, body, tokenize = 'trigram');
-INSERT INTO meta(key, value) VALUES ('search_needs_rebuild', '1')
+INSERT INTO meta(key, value) VALUES ('read_model_needs_rebuild', '1')
     ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
 
 /// Version 3: the change log (a per-replica sequence of document changes, which a sync
-/// server serves cursors from) and the heads a sync server acknowledged per document.
+/// server serves cursors from), the heads a sync server acknowledged per document, and
+/// which actors wrote each document (so that a new actor registration re-folds only the
+/// clients that actor wrote); refilled from the documents on the next open.
 const V3: &str = "
 CREATE TABLE change_log (
     doc_id TEXT PRIMARY KEY REFERENCES documents(doc_id) ON DELETE CASCADE,
@@ -128,6 +130,14 @@ CREATE UNIQUE INDEX change_log_seq ON change_log(seq);
 INSERT INTO change_log(doc_id, seq)
     SELECT doc_id, row_number() OVER (ORDER BY updated_at, doc_id) FROM documents;
 CREATE TABLE peer_heads (doc_id TEXT PRIMARY KEY, heads BLOB NOT NULL);
+CREATE TABLE doc_actors (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    actor TEXT NOT NULL,
+    PRIMARY KEY (doc_id, actor)
+);
+CREATE INDEX doc_actors_actor ON doc_actors(actor);
+INSERT INTO meta(key, value) VALUES ('read_model_needs_rebuild', '1')
+    ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
 
 /// Creates the current schema in an empty file.
@@ -135,15 +145,18 @@ fn init(tx: &Transaction) -> Result<()> {
     tx.execute_batch(V1)?;
     tx.execute_batch(V2)?;
     tx.execute_batch(V3)?;
-    tx.execute("DELETE FROM meta WHERE key = 'search_needs_rebuild'", [])?;
+    tx.execute(
+        "DELETE FROM meta WHERE key = 'read_model_needs_rebuild'",
+        [],
+    )?;
     Ok(())
 }
 
 /// One step: from `version` to `version + 1`.
 fn upgrade_from(tx: &Transaction, version: i64) -> Result<()> {
     match version {
-        // The search index is derived data: the replica refills it from the documents
-        // on the next open (see Replica::open).
+        // The search index and the actor index are derived data: the replica refills
+        // them from the documents on the next open (see Replica::open).
         1 => tx.execute_batch(V2)?,
         2 => tx.execute_batch(V3)?,
         other => {
