@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TOOLS=$ROOT/tools
-OUT=$ROOT/target/bindings
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$TARGET/bindings
 KOTLIN_VERSION=2.4.20
 START=$SECONDS
 
@@ -41,10 +42,10 @@ step "cargo build -p fieldsync-ffi"
 cargo build -p fieldsync-ffi --locked
 step "cargo build -p fieldsync-uniffi-bindgen"
 cargo build -p fieldsync-uniffi-bindgen --locked
-LIB=$ROOT/target/debug/$LIB_FILE
-BINDGEN=$ROOT/target/debug/uniffi-bindgen
+LIB=$TARGET/debug/$LIB_FILE
+BINDGEN=$TARGET/debug/uniffi-bindgen
 
-step "generate Kotlin, Swift and Python into target/bindings/"
+step "generate Kotlin, Swift and Python into $OUT"
 rm -rf "$OUT/kotlin" "$OUT/swift" "$OUT/python" "$OUT/lib"
 mkdir -p "$OUT/lib"
 cp "$LIB" "$OUT/lib/"
@@ -82,7 +83,7 @@ CLASSPATH_DEPS=$JNA_JAR:$KLIB/kotlinx-coroutines-core-jvm.jar:$KLIB/kotlin-test.
 KOTLIN_SOURCES=("$OUT/kotlin/uniffi/fieldsync_ffi/fieldsync_ffi.kt" bindings/tests/kotlin/*.kt)
 # kotlinc takes most of this script's time: skip it when the sources did not change.
 STAMP=$(cat "${KOTLIN_SOURCES[@]}" | sha256sum | cut -d' ' -f1)
-CLASSES=$ROOT/target/bindings-kotlin-classes
+CLASSES=$TARGET/bindings-kotlin-classes
 if [ "$(cat "$CLASSES/.stamp" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$CLASSES"
   "$KOTLIN_HOME/bin/kotlinc" -nowarn -cp "$CLASSPATH_DEPS" "${KOTLIN_SOURCES[@]}" -d "$CLASSES"
