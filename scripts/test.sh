@@ -20,5 +20,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 ./scripts/bindings.sh
+echo "== bench smoke"; cargo run -q --locked -p fieldsync-tests --bin bench -- all --smoke
 echo "== cargo test"
 cargo test --workspace --locked

@@ -84,8 +84,8 @@ const GIVEN: &[&str] = &[
     "涛", "明", "超", "秀兰", "霞", "平", "刚", "建华", "志强", "海燕", "晓明",
 ];
 const FIRST: &[&str] = &[
-    "Anna", "Ben", "Chloe", "David", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonas",
-    "Karin", "Liam", "Maria", "Nils", "Olivia", "Pablo", "Quentin", "Rosa", "Sven", "Tara",
+    "Anna", "Ben", "Chloe", "David", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonas", "Karin",
+    "Liam", "Maria", "Nils", "Olivia", "Pablo", "Quentin", "Rosa", "Sven", "Tara",
 ];
 const LAST: &[&str] = &[
     "Müller", "Schmidt", "Dubois", "Rossi", "García", "Smith", "Johnson", "Novak", "Kowalski",
@@ -103,7 +103,15 @@ const CN_COMPANY_B: &[&str] = &[
     "建材有限公司",
 ];
 const LATIN_COMPANY_A: &[&str] = &[
-    "Acme", "Northwind", "Globex", "Initech", "Umbrella", "Vandelay", "Stark", "Wayne", "Hooli",
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Hooli",
     "Contoso",
 ];
 const LATIN_COMPANY_B: &[&str] = &[
@@ -125,9 +133,25 @@ const INDUSTRIES: &[&str] = &[
     "教育 education",
     "金融 finance",
 ];
-const SOURCES: &[&str] = &["展会", "官网", "转介绍", "电话营销", "trade fair", "referral", "web"];
+const SOURCES: &[&str] = &[
+    "展会",
+    "官网",
+    "转介绍",
+    "电话营销",
+    "trade fair",
+    "referral",
+    "web",
+];
 const TAGS: &[&str] = &[
-    "VIP", "重点客户", "复购", "外贸", "key-account", "pilot", "tender", "续约", "SMB",
+    "VIP",
+    "重点客户",
+    "复购",
+    "外贸",
+    "key-account",
+    "pilot",
+    "tender",
+    "续约",
+    "SMB",
     "enterprise",
 ];
 const NOTE_CN: &[&str] = &[
@@ -251,7 +275,11 @@ fn profile(rng: &mut Rng, n: usize) -> BTreeMap<String, String> {
     } else {
         (
             format!("{} {}", rng.pick(FIRST), rng.pick(LAST)),
-            format!("{} {}", rng.pick(LATIN_COMPANY_A), rng.pick(LATIN_COMPANY_B)),
+            format!(
+                "{} {}",
+                rng.pick(LATIN_COMPANY_A),
+                rng.pick(LATIN_COMPANY_B)
+            ),
         )
     };
     let mut p = BTreeMap::new();
@@ -261,26 +289,47 @@ fn profile(rng: &mut Rng, n: usize) -> BTreeMap<String, String> {
     put("name", name);
     // Unique contact data, so the duplicate detector stays quiet on generated teams.
     put("company", format!("{company} {n}"));
-    put("phone", format!("+86 139 {:04} {:04}", n / 10_000, n % 10_000));
-    put("email", format!("contact{n}@example-{}.com", rng.below(500)));
+    put(
+        "phone",
+        format!("+86 139 {:04} {:04}", n / 10_000, n % 10_000),
+    );
+    put(
+        "email",
+        format!("contact{n}@example-{}.com", rng.below(500)),
+    );
     put("source", rng.pick(SOURCES).to_string());
     put("grade", rng.pick(&["A", "B", "C", "D"]).to_string());
     put("city", rng.pick(CITIES).to_string());
     put("industry", rng.pick(INDUSTRIES).to_string());
     put(
         "address",
-        format!("{}路 {} 号 / Street {}", rng.pick(CITIES), rng.range(1, 999), n),
+        format!(
+            "{}路 {} 号 / Street {}",
+            rng.pick(CITIES),
+            rng.range(1, 999),
+            n
+        ),
     );
     put("website", format!("https://www.example-{n}.com"));
     put("wechat", format!("wx_{:x}", rng.next_u64() & 0xff_ffff));
     put(
         "title",
-        rng.pick(&["采购经理", "总经理", "CTO", "Head of Purchasing", "运营总监"])
-            .to_string(),
+        rng.pick(&[
+            "采购经理",
+            "总经理",
+            "CTO",
+            "Head of Purchasing",
+            "运营总监",
+        ])
+        .to_string(),
     );
     put("employees", rng.range(10, 5000).to_string());
     put("language", rng.pick(&["zh", "en", "de", "fr"]).to_string());
-    put("region", rng.pick(&["华东", "华南", "华北", "DACH", "EMEA"]).to_string());
+    put(
+        "region",
+        rng.pick(&["华东", "华南", "华北", "DACH", "EMEA"])
+            .to_string(),
+    );
     put("fiscal_year_end", format!("{:02}-31", rng.range(1, 12)));
     p
 }
@@ -427,7 +476,8 @@ pub fn build_client(
                     .map_err(err)?;
             }
             if k % 5 == 2 {
-                doc.set_tag(*rng.pick(TAGS), true).map_err(err)?;
+                let tag = TAGS[rng.below(TAGS.len() as u64) as usize];
+                doc.set_tag(tag, true).map_err(err)?;
             }
             commit(doc.doc_mut(), &format!("{kind} logged"), t);
         }
@@ -449,9 +499,12 @@ pub fn build_clients(
     now: i64,
 ) -> Result<Vec<GeneratedClient>, String> {
     let team = replica.team();
-    let team_id: TeamId = team.id.parse().map_err(|e: fieldsync_core::Error| e.to_string())?;
-    let actor = ActorId::try_from(replica.identity().actor.as_str())
-        .map_err(|e| format!("actor: {e}"))?;
+    let team_id: TeamId = team
+        .id
+        .parse()
+        .map_err(|e: fieldsync_core::Error| e.to_string())?;
+    let actor =
+        ActorId::try_from(replica.identity().actor.as_str()).map_err(|e| format!("actor: {e}"))?;
     let by = replica.me();
     let mut rng = Rng::new(seed);
     (0..count)
@@ -521,7 +574,10 @@ mod tests {
         assert_eq!(rows.len(), 30);
         let view = r.client(&clients[0].id).expect("client");
         assert_eq!(view.notes.len(), 10);
-        assert!(view.transitions.iter().all(|t| t.effective && !t.concurrent));
+        assert!(view
+            .transitions
+            .iter()
+            .all(|t| t.effective && !t.concurrent));
         assert!(view.profile.len() >= 19, "{:?}", view.profile.len());
         assert!(r.board().expect("board").total == 30);
     }

@@ -527,9 +527,7 @@ impl FloorDevice {
             .map_err(sql)?;
         let mut edges = self
             .conn
-            .prepare_cached(
-                "SELECT from_stage, to_stage, count(*) FROM transitions GROUP BY 1, 2",
-            )
+            .prepare_cached("SELECT from_stage, to_stage, count(*) FROM transitions GROUP BY 1, 2")
             .map_err(sql)?;
         let n = edges
             .query_map([], |r| r.get::<_, i64>(2))

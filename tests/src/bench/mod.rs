@@ -399,7 +399,9 @@ impl Harness {
             Ok(((r, rep.pending), 1 + rep.requests as u64))
         })?;
         let fs_rows = r.board().map_err(e("board"))?.total;
-        ensure(fs_rows == n as i64, || format!("fieldsync phone has {fs_rows} of {n}"))?;
+        ensure(fs_rows == n as i64, || {
+            format!("fieldsync phone has {fs_rows} of {n}")
+        })?;
         let fs_b = fs_board(&r)?;
 
         w.naive_visible("phone", w.all_ids());
@@ -458,7 +460,9 @@ impl Harness {
             let rep = remote::sync(r, &w.fs.url, token).map_err(e("sync"))?;
             Ok((rep.clone(), rep.requests as u64))
         })?;
-        ensure(rep.downloaded == 0 && rep.pending == 0, || format!("{rep:?}"))?;
+        ensure(rep.downloaded == 0 && rep.pending == 0, || {
+            format!("{rep:?}")
+        })?;
         let naive_dev = big.naive.as_mut().ok_or("no naive device")?;
         let (ns, naive) = measured("naive", &w.base.counter, || {
             let s = naive_dev.sync_all()?;
@@ -470,7 +474,9 @@ impl Harness {
             let s = floor_dev.sync()?;
             Ok((s.clone(), s.requests))
         })?;
-        ensure(fls.changed == 0, || format!("floor changed {}", fls.changed))?;
+        ensure(fls.changed == 0, || {
+            format!("floor changed {}", fls.changed)
+        })?;
         let bytes = fs.bytes_up + fs.bytes_down;
         Ok(Outcome {
             scenario: "no-change".into(),
@@ -531,9 +537,10 @@ impl Harness {
             ms: median(times),
             ..Default::default()
         };
-        ensure(stages(&nb) == stages(&fb) && stages(&flb) == stages(&fb), || {
-            format!("boards differ: {fb:?} {nb:?} {flb:?}")
-        })?;
+        ensure(
+            stages(&nb) == stages(&fb) && stages(&flb) == stages(&fb),
+            || format!("boards differ: {fb:?} {nb:?} {flb:?}"),
+        )?;
         let ratio = fs.ms / floor.ms.max(0.001);
         Ok(Outcome {
             scenario: "board".into(),
@@ -572,7 +579,9 @@ impl Harness {
             let v: Value = serde_json::from_str(text.trim()).map_err(e("child output"))?;
             let clients = v["clients"].as_i64().unwrap_or(-1);
             if clients != n as i64 {
-                return Err(format!("did not converge: child {args:?} saw {clients} clients"));
+                return Err(format!(
+                    "did not converge: child {args:?} saw {clients} clients"
+                ));
             }
             Ok((v["vmhwm_kb"].as_u64().unwrap_or(0), elapsed))
         };
@@ -647,7 +656,9 @@ impl Harness {
         let theirs: Vec<ClientId> = w.clients[k..2 * k].iter().map(|c| c.0).collect();
         let note = "回访客户，确认下周二上门演示，需要准备报价单和案例 / call back: demo next Tuesday, bring quote";
         for id in &mine {
-            phone.add_note(id, NoteKind::Call, note).map_err(e("note"))?;
+            phone
+                .add_note(id, NoteKind::Call, note)
+                .map_err(e("note"))?;
             let mut doc = load(&phone, id)?;
             naive_dev.merge_local(&id.to_string(), &mut doc)?;
             floor_dev.edit(&baseline::row_of(&phone.client(id).map_err(e("view"))?))?;
@@ -667,9 +678,7 @@ impl Harness {
                     .get_mut(&id.to_string())
                     .ok_or("naive server lacks a document")?;
                 server.merge(&mut doc).map_err(e("merge"))?;
-                inner.put_row(&baseline::row_of(
-                    &colleague.client(id).map_err(e("view"))?,
-                ));
+                inner.put_row(&baseline::row_of(&colleague.client(id).map_err(e("view"))?));
             }
         }
 
@@ -685,7 +694,9 @@ impl Harness {
         remote::sync(&mut colleague, &w.fs.url, &ctoken).map_err(e("colleague sync"))?;
         for id in &mine {
             let notes = colleague.client(id).map_err(e("view"))?.notes.len();
-            ensure(notes == 11, || format!("server lacks the phone's note on {id}"))?;
+            ensure(notes == 11, || {
+                format!("server lacks the phone's note on {id}")
+            })?;
         }
         let (ns, naive) = measured("naive", &w.base.counter, || {
             let s = naive_dev.sync_all()?;
@@ -712,7 +723,9 @@ impl Harness {
             let s = floor_dev.sync()?;
             Ok((s.clone(), s.requests))
         })?;
-        ensure(fls.changed as usize >= k, || format!("floor got {}", fls.changed))?;
+        ensure(fls.changed as usize >= k, || {
+            format!("floor got {}", fls.changed)
+        })?;
         let speed = naive.ms / fs.ms.max(0.001);
         let fs_bytes = fs.bytes_up + fs.bytes_down;
         let naive_bytes = naive.bytes_up + naive.bytes_down;
@@ -790,9 +803,10 @@ impl Harness {
             Ok((rep.clone(), rep.requests as u64))
         })?;
         let total = r.board().map_err(e("board"))?.total as usize;
-        ensure(total == handed.len() + kept.len() && rep.pending == 0, || {
-            format!("heir sees {total} clients")
-        })?;
+        ensure(
+            total == handed.len() + kept.len() && rep.pending == 0,
+            || format!("heir sees {total} clients"),
+        )?;
         let (_, naive) = measured("naive", &w.base.counter, || {
             let s = naive_dev.sync_all()?;
             Ok((s.clone(), s.requests))
@@ -807,7 +821,10 @@ impl Harness {
         ensure(fc == total, || format!("floor heir has {fc}"))?;
         Ok(Outcome {
             scenario: "handover".into(),
-            size: format!("{} clients handed over; the heir's device syncs", handed.len()),
+            size: format!(
+                "{} clients handed over; the heir's device syncs",
+                handed.len()
+            ),
             budget: None,
             ways: vec![fs, naive, floor],
             notes: vec![format!(
@@ -833,8 +850,8 @@ impl Harness {
             tokens.push(w.token(rep)?);
         }
         let mut paths = Vec::new();
-        for i in 0..devices {
-            w.naive_visible(&format!("d{i}"), w.ids_of(&reps[i]));
+        for (i, rep) in reps.iter().enumerate() {
+            w.naive_visible(&format!("d{i}"), w.ids_of(rep));
             paths.push((w.path("fs"), w.path("naive"), w.path("floor")));
         }
         let owned: Vec<Vec<ClientId>> = reps
@@ -858,7 +875,7 @@ impl Harness {
             };
             let (u0, d0) = counter.get();
             let started = Instant::now();
-            let results: Vec<Result<(Vec<f64>, u64, u64, f64), String>> = std::thread::scope(|s| {
+            let results: Vec<Result<DeviceRun, String>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..devices)
                     .map(|i| {
                         let barrier = barrier.clone();
@@ -951,6 +968,10 @@ impl Harness {
     }
 }
 
+/// What one device of the concurrency scenario did: sync latencies (ms), requests,
+/// errors, setup time (ms).
+type DeviceRun = (Vec<f64>, u64, u64, f64);
+
 fn load(r: &Replica, id: &ClientId) -> Result<AutoCommit, String> {
     documents::load(r.store().conn(), &id.to_string())
         .map_err(e("load"))?
@@ -975,7 +996,7 @@ fn device_loop(
     i: usize,
     rounds: usize,
     note: &str,
-) -> Result<(Vec<f64>, u64, u64, f64), String> {
+) -> Result<DeviceRun, String> {
     let t = Instant::now();
     let mut lat = Vec::new();
     let (mut requests, mut errors) = (0u64, 0u64);
@@ -1013,8 +1034,8 @@ fn device_loop(
             for k in 0..rounds {
                 let id = ids[k % ids.len()].to_string();
                 let (doc, state) = d.load(&id)?.ok_or("missing")?;
-                let mut c = fieldsync_core::client::ClientDoc::from_doc(doc, None)
-                    .map_err(e("doc"))?;
+                let mut c =
+                    fieldsync_core::client::ClientDoc::from_doc(doc, None).map_err(e("doc"))?;
                 c.append(
                     fieldsync_core::client::EventList::Notes,
                     &fieldsync_core::client::Note {
@@ -1050,8 +1071,10 @@ fn device_loop(
                 let body: String = d.row_body(&id)?;
                 let mut row: Value = serde_json::from_str(&body).map_err(e("row"))?;
                 if let Some(notes) = row["notes"].as_array_mut() {
-                    notes.push(json!({"id": format!("{i}-{k}"), "kind": "call", "text": note,
-                        "by": rep, "at": now_ms()}));
+                    notes.push(
+                        json!({"id": format!("{i}-{k}"), "kind": "call", "text": note,
+                        "by": rep, "at": now_ms()}),
+                    );
                 }
                 d.edit(&row)?;
                 let t = Instant::now();
