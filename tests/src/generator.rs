@@ -191,6 +191,8 @@ impl Default for TeamSpec {
 /// The people of a generated team, as added to a replica.
 #[derive(Clone, Debug)]
 pub struct People {
+    /// The admin who seeded the team (the replica's user).
+    pub admin: UserId,
     /// The sales director (a manager above every other manager).
     pub director: UserId,
     /// Managers.
@@ -241,6 +243,7 @@ pub fn add_people(replica: &mut Replica, spec: &TeamSpec) -> Result<People, Stri
         );
     }
     Ok(People {
+        admin: replica.me(),
         director,
         managers,
         reps,
