@@ -1,0 +1,541 @@
+//! The sync server end to end (issue 3): a real `fieldsync-server` on 127.0.0.1:0 in this
+//! process, real replica files in temporary directories, devices syncing over HTTP with
+//! the core's blocking transport, and the admin API called with ureq.
+//!
+//! Every device shares one `ManualClock` with the server, so SLA colours and timestamps
+//! are comparable across replicas. No assertion reads the wall clock: waits are bounded
+//! by join timeouts, and sizes are asserted in requests and bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldsync_core::client::{ClientDoc, NoteKind};
+use fieldsync_core::clock::HOUR_MS as HOUR;
+use fieldsync_core::pipeline::Template;
+use fieldsync_core::remote::{self, SyncReport};
+use fieldsync_core::store::documents::{self, DocKind};
+use fieldsync_core::store::read_model::ClientFilter;
+use fieldsync_core::sync::{SyncDoc, SyncRequest, SyncResponse, CONTENT_TYPE};
+use fieldsync_core::UserId;
+use fieldsync_core::{ClientId, Clock, Error, ManualClock, MoveOptions, NewClient, Replica};
+use fieldsync_server::hub::{Hub, InitOptions, Limits};
+use fieldsync_server::AppState;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+const T0: i64 = 1_780_000_000_000;
+
+// ----- the server ----------------------------------------------------------------------
+
+fn init() -> InitOptions {
+    InitOptions {
+        team: "华东销售 East China sales".into(),
+        admin: "Admin Chen".into(),
+        template: Template::SevenStage,
+    }
+}
+
+/// A server running in this process on its own tokio runtime.
+struct Server {
+    data: PathBuf,
+    limits: Limits,
+    clock: ManualClock,
+    url: String,
+    running: Option<Running>,
+}
+
+struct Running {
+    rt: tokio::runtime::Runtime,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the hub on `data` and serves it; returns the admin token on the first start.
+    fn start(data: &Path, limits: Limits, clock: &ManualClock) -> (Server, Option<String>) {
+        let mut server = Server {
+            data: data.to_path_buf(),
+            limits,
+            clock: clock.clone(),
+            url: String::new(),
+            running: None,
+        };
+        let token = server.serve();
+        (server, token)
+    }
+
+    fn serve(&mut self) -> Option<String> {
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        let (hub, token) = Hub::open_with_clock(&self.data, &init(), self.limits.clone(), clock)
+            .expect("the hub opens");
+        let state = AppState::new(hub).expect("the app state builds");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        self.url = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = rt.spawn(fieldsync_server::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        self.running = Some(Running { rt, stop, task });
+        token
+    }
+
+    /// Shuts the server down (finishing requests under way) and drops the hub.
+    fn shutdown(&mut self) {
+        if let Some(Running { rt, stop, task }) = self.running.take() {
+            let _ = stop.send(());
+            let done =
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await });
+            rt.shutdown_timeout(Duration::from_secs(5));
+            let served = done.expect("the server stops within 30 s");
+            served.expect("the server task").expect("the server ran");
+        }
+    }
+
+    /// Stops the server and opens a new hub on the same data folder (a new port).
+    fn restart(&mut self) {
+        self.shutdown();
+        let token = self.serve();
+        assert!(token.is_none(), "a restart must not create a new admin");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(Running { rt, stop, .. }) = self.running.take() {
+            let _ = stop.send(());
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+// ----- HTTP helpers ----------------------------------------------------------------------
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// What an HTTP call answered.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "status {} with a body that is not JSON: {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error` of a JSON error body.
+    fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {:?}", self.json()))
+            .to_string()
+    }
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .expect("the response body reads");
+    Answer { status, body }
+}
+
+fn auth(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get(url: &str, token: Option<&str>) -> Answer {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &auth(t));
+    }
+    read(req.call().expect("GET is answered"))
+}
+
+fn post_json(url: &str, token: &str, body: Value) -> Answer {
+    read(
+        agent()
+            .post(url)
+            .header("Authorization", &auth(token))
+            .send_json(body)
+            .expect("POST is answered"),
+    )
+}
+
+fn delete(url: &str, token: &str) -> Answer {
+    read(
+        agent()
+            .delete(url)
+            .header("Authorization", &auth(token))
+            .call()
+            .expect("DELETE is answered"),
+    )
+}
+
+/// POST /v1/sync with raw bytes, as a device would (or would not) send them.
+fn post_sync(server: &Server, token: Option<&str>, body: &[u8]) -> Answer {
+    let mut req = agent()
+        .post(format!("{}/v1/sync", server.url))
+        .header("Content-Type", CONTENT_TYPE);
+    if let Some(t) = token {
+        req = req.header("Authorization", &auth(t));
+    }
+    read(req.send(body).expect("POST /v1/sync is answered"))
+}
+
+// ----- devices and the team ----------------------------------------------------------------
+
+/// A device: its replica file and its token.
+struct Device {
+    name: String,
+    user: UserId,
+    token: String,
+    replica: Replica,
+}
+
+impl Device {
+    fn try_sync(&mut self, server: &Server) -> Result<SyncReport, Error> {
+        remote::sync(&mut self.replica, &server.url, &self.token)
+    }
+
+    fn sync(&mut self, server: &Server) -> SyncReport {
+        let report = self
+            .try_sync(server)
+            .unwrap_or_else(|e| panic!("{} syncs: {e}", self.name));
+        assert_eq!(report.pending, 0, "{} is in sync: {report:?}", self.name);
+        report
+    }
+
+    fn ids(&self) -> BTreeSet<String> {
+        self.replica
+            .list(&ClientFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    fn client_json(&self, id: &ClientId) -> Value {
+        serde_json::to_value(self.replica.client(id).unwrap()).unwrap()
+    }
+}
+
+/// A running server with its admin token, a temporary folder and the shared clock.
+struct Fixture {
+    dir: TempDir,
+    clock: ManualClock,
+    server: Server,
+    admin_token: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let (server, token) = Server::start(&dir.path().join("server"), limits, &clock);
+        Fixture {
+            dir,
+            clock,
+            server,
+            admin_token: token.expect("the first start returns the admin's token"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url)
+    }
+
+    fn arc_clock(&self) -> Arc<dyn Clock> {
+        Arc::new(self.clock.clone())
+    }
+
+    /// Adds a user over the admin API.
+    fn add_user(&self, name: &str, role: &str, manager: Option<UserId>) -> UserId {
+        let a = post_json(
+            &self.url("/v1/admin/users"),
+            &self.admin_token,
+            json!({"name": name, "role": role, "manager": manager.map(|m| m.to_string()), "approves": []}),
+        );
+        assert_eq!(a.status, 201, "adding {name}: {:?}", a.json());
+        a.json()["user_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Issues a device token for `user`: `(device id, token)`.
+    fn issue(&self, user: UserId) -> (String, String) {
+        let a = post_json(
+            &self.url("/v1/admin/devices"),
+            &self.admin_token,
+            json!({ "user": user.to_string() }),
+        );
+        assert_eq!(a.status, 201, "issuing a device: {:?}", a.json());
+        let v = a.json();
+        (
+            v["device_id"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Joins a new device of `user` with its own replica file.
+    fn device(&self, name: &str, user: UserId) -> Device {
+        let (_, token) = self.issue(user);
+        self.join(name, user, token)
+    }
+
+    fn join(&self, name: &str, user: UserId, token: String) -> Device {
+        let path = self.dir.path().join(format!("{name}.db"));
+        let replica = remote::join(&path, &self.server.url, &token, self.arc_clock())
+            .unwrap_or_else(|e| panic!("{name} joins: {e}"));
+        assert_eq!(replica.me(), user);
+        Device {
+            name: name.into(),
+            user,
+            token,
+            replica,
+        }
+    }
+
+    /// The admin's own device (the token the first start printed).
+    fn admin_device(&self) -> Device {
+        let path = self.dir.path().join("admin.db");
+        let replica = remote::join(&path, &self.server.url, &self.admin_token, self.arc_clock())
+            .expect("the admin joins");
+        Device {
+            name: "admin".into(),
+            user: replica.me(),
+            token: self.admin_token.clone(),
+            replica,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let a = get(&self.url("/metrics"), None);
+        assert_eq!(a.status, 200);
+        String::from_utf8(a.body).unwrap()
+    }
+}
+
+/// The server's change sequence, as the admin's device learns it from a quiet sync.
+fn server_seq(admin: &mut Device, server: &Server) -> u64 {
+    let report = admin.sync(server);
+    assert_eq!(report.uploaded, 0, "the admin device had nothing to upload");
+    admin.replica.sync_cursor().unwrap()
+}
+
+/// The value of a counter in the Prometheus text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Creates a client that passes the lead-quality gate; `n` makes its contact data unique.
+fn new_client(replica: &mut Replica, name: &str, n: usize, owner: Option<UserId>) -> ClientId {
+    let profile: BTreeMap<String, String> = [
+        ("name", name.to_string()),
+        ("company", format!("{name} 有限公司")),
+        ("phone", format!("138{n:08}")),
+        ("company_size", "50-200".to_string()),
+        ("budget_range", "100k".to_string()),
+        ("decision_maker", "CTO".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    replica
+        .create_client(NewClient {
+            profile,
+            owner,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+fn set(replica: &mut Replica, id: &ClientId, field: &str, value: &str) {
+    replica
+        .edit_client(id, &[(field.to_string(), Some(value.to_string()))])
+        .unwrap();
+}
+
+fn move_to(replica: &mut Replica, id: &ClientId, to: &str) {
+    let opts = MoveOptions {
+        loss_reason: (to == "lost").then(|| "price".to_string()),
+        ..Default::default()
+    };
+    replica.move_stage(id, to, opts).unwrap();
+}
+
+fn cid(id: &str) -> ClientId {
+    id.parse().unwrap()
+}
+
+// ----- 1. convergence ----------------------------------------------------------------------
+
+#[test]
+fn two_reps_and_a_manager_editing_offline_converge_to_identical_clients_boards_and_reports() {
+    let f = Fixture::new();
+    let m = f.add_user("Manager Wang", "manager", None);
+    let r1 = f.add_user("Rep Li", "rep", Some(m));
+    let r2 = f.add_user("Rep Zhao", "rep", Some(m));
+    let mut man = f.device("manager", m);
+    let mut rep1 = f.device("rep1", r1);
+    let mut rep2 = f.device("rep2", r2);
+
+    // Each rep owns one client and makes the other a collaborator, so that all three
+    // replicas see the same two clients.
+    let c1 = new_client(&mut rep1.replica, "华为 Huawei", 1, None);
+    rep1.replica.set_collaborator(&c1, r2, true).unwrap();
+    let c2 = new_client(&mut rep2.replica, "比亚迪 BYD", 2, None);
+    rep2.replica.set_collaborator(&c2, r1, true).unwrap();
+    rep1.sync(&f.server);
+    rep2.sync(&f.server);
+    rep1.sync(&f.server);
+    man.sync(&f.server);
+    let both: BTreeSet<String> = [c1.to_string(), c2.to_string()].into();
+    for d in [&man, &rep1, &rep2] {
+        assert_eq!(
+            d.ids(),
+            both,
+            "{} sees both clients before going offline",
+            d.name
+        );
+    }
+
+    // Offline, all three edit.
+    f.clock.advance(HOUR);
+    set(&mut rep1.replica, &c1, "phone", "13911112222"); // same client, different fields
+    set(&mut rep2.replica, &c1, "email", "cto@huawei.example");
+    set(&mut rep1.replica, &c1, "budget_range", "500k"); // same field
+    set(&mut man.replica, &c1, "budget_range", "1m");
+    rep2.replica
+        .add_note(&c2, NoteKind::Note, "客户要求下周回访 call back next week")
+        .unwrap();
+    man.replica
+        .add_note(&c2, NoteKind::Call, "经理电话跟进 manager called")
+        .unwrap();
+    f.clock.advance(60_000);
+    move_to(&mut rep1.replica, &c1, "screening"); // concurrent stage moves
+    move_to(&mut rep1.replica, &c2, "screening"); // a collaborator moves a stage
+    f.clock.advance(60_000);
+    move_to(&mut man.replica, &c1, "lost");
+
+    // Sync in varying orders until everyone has seen everything.
+    rep2.sync(&f.server);
+    man.sync(&f.server);
+    rep1.sync(&f.server);
+    rep2.sync(&f.server);
+    man.sync(&f.server);
+    // Time passes so that SLA colours differ from green: c2 has 48 h in screening.
+    f.clock.advance(50 * HOUR);
+
+    let devices = [&man, &rep1, &rep2];
+    for id in [&c1, &c2] {
+        let reference = rep1.client_json(id);
+        for d in devices {
+            assert_eq!(
+                d.client_json(id),
+                reference,
+                "{} shows client {id} like rep1",
+                d.name
+            );
+        }
+    }
+    let reference = (
+        rep1.replica.board().unwrap(),
+        rep1.replica.report().unwrap(),
+        rep1.replica.conflicts().unwrap(),
+    );
+    for d in devices {
+        assert!(
+            d.replica.outbox().unwrap().is_empty(),
+            "{}'s outbox",
+            d.name
+        );
+        assert_eq!(
+            d.replica.board().unwrap(),
+            reference.0,
+            "{}'s board",
+            d.name
+        );
+        assert_eq!(
+            d.replica.report().unwrap(),
+            reference.1,
+            "{}'s report",
+            d.name
+        );
+        assert_eq!(
+            d.replica.conflicts().unwrap(),
+            reference.2,
+            "{}'s conflicts",
+            d.name
+        );
+    }
+
+    // What converged is what was written.
+    let v1 = rep1.replica.client(&c1).unwrap();
+    assert_eq!(v1.profile["phone"], "13911112222");
+    assert_eq!(v1.profile["email"], "cto@huawei.example");
+    assert!(v1.concurrent_moves, "the two stage moves are flagged");
+    assert_eq!(v1.transitions.len(), 2, "both moves stay in history");
+    let v2 = rep1.replica.client(&c2).unwrap();
+    assert_eq!(v2.notes.len(), 2);
+    assert_eq!(v2.stage, "screening");
+    assert_eq!(reference.0.total, 2);
+    assert!(
+        reference.0.columns.iter().any(|c| c.overdue > 0),
+        "the board shows an overdue client (c2 is 50 h in a 48 h stage): {:?}",
+        reference.0
+    );
+    assert_eq!(reference.1.concurrent_moves, 1);
+
+    // The same-field conflict is listed on every replica.
+    let listed = &reference.2;
+    let c1_conflicts = listed
+        .iter()
+        .find(|c| c.client_id == c1.to_string())
+        .expect("c1 is listed by conflicts()");
+    assert!(c1_conflicts.concurrent_moves);
+    let budget = c1_conflicts
+        .fields
+        .iter()
+        .find(|c| c.field == "budget_range")
+        .expect("budget_range is a conflict");
+    let mut values: Vec<&str> = budget.other_values.iter().map(String::as_str).collect();
+    values.push(&budget.value);
+    values.sort();
+    assert_eq!(values, ["1m", "500k"]);
+}
