@@ -961,3 +961,167 @@ fn the_previous_owner_learns_that_the_client_was_handed_over() {
         );
     }
 }
+
+// ----- 5. interrupted syncs -------------------------------------------------------------
+
+/// Offline work on `c`: two notes and a move to `to`.
+fn offline_work(rep: &mut Device, c: &ClientId, to: &str, round: &str) {
+    rep.replica
+        .add_note(c, NoteKind::Call, &format!("{round}: 电话 call"))
+        .unwrap();
+    rep.replica
+        .add_note(c, NoteKind::Note, &format!("{round}: 备注 note"))
+        .unwrap();
+    move_to(&mut rep.replica, c, to);
+}
+
+fn assert_history(d: &Device, c: &ClientId, notes: usize, moves: usize) {
+    let view = d.replica.client(c).unwrap();
+    let note_ids: BTreeSet<&str> = view.notes.iter().map(|n| n.id.as_str()).collect();
+    let move_ids: BTreeSet<&str> = view
+        .transitions
+        .iter()
+        .map(|t| t.event.id.as_str())
+        .collect();
+    assert_eq!(
+        view.notes.len(),
+        notes,
+        "{}: notes {:?}",
+        d.name,
+        view.notes
+    );
+    assert_eq!(note_ids.len(), notes, "{}: no note twice", d.name);
+    assert_eq!(view.transitions.len(), moves, "{}: moves", d.name);
+    assert_eq!(move_ids.len(), moves, "{}: no move twice", d.name);
+}
+
+#[test]
+fn a_sync_interrupted_at_every_step_loses_nothing_and_duplicates_nothing() {
+    let mut f = Fixture::new();
+    let m = f.add_user("Manager Qian", "manager", None);
+    let r = f.add_user("Rep Flaky Network", "rep", Some(m));
+    let mut admin = f.admin_device();
+    let mut man = f.device("manager", m);
+    let mut rep = f.device("rep", r);
+    let c = new_client(&mut rep.replica, "Tunnel Client", 1, None);
+    rep.sync(&f.server);
+    man.sync(&f.server);
+
+    // (a) The connection drops before the response: the server committed, the device
+    // never heard. Its outbox keeps the client; the next sync repeats the upload.
+    offline_work(&mut rep, &c, "screening", "a");
+    let request = rep.replica.sync_request().unwrap();
+    let lost = post_sync(&f.server, Some(&rep.token), &request.encode());
+    assert_eq!(lost.status, 200);
+    assert_eq!(rep.replica.outbox().unwrap(), [c.to_string()]);
+    let seq = server_seq(&mut admin, &f.server);
+    assert_history(&admin, &c, 2, 1);
+    let report = rep.sync(&f.server);
+    assert_eq!(report.requests, 1, "{report:?}");
+    assert_eq!(
+        server_seq(&mut admin, &f.server),
+        seq,
+        "the repeated upload added nothing on the server"
+    );
+    assert!(rep.replica.outbox().unwrap().is_empty());
+
+    // (b) The same request sent twice, then its response applied twice.
+    f.clock.advance(HOUR);
+    offline_work(&mut rep, &c, "first_contact", "b");
+    let request = rep.replica.sync_request().unwrap();
+    let body = request.encode();
+    let first = post_sync(&f.server, Some(&rep.token), &body);
+    let seq = server_seq(&mut admin, &f.server);
+    let second = post_sync(&f.server, Some(&rep.token), &body);
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(
+        server_seq(&mut admin, &f.server),
+        seq,
+        "the retry added nothing"
+    );
+    let response = SyncResponse::decode(&second.body).unwrap();
+    rep.replica
+        .apply_sync_response(&request, response.clone())
+        .unwrap();
+    rep.replica.apply_sync_response(&request, response).unwrap();
+    assert!(rep.replica.outbox().unwrap().is_empty());
+    assert_eq!(rep.sync(&f.server).uploaded, 0);
+
+    // (c) The server restarts between the request and the retry.
+    f.clock.advance(HOUR);
+    offline_work(&mut rep, &c, "needs_analysis", "c");
+    let request = rep.replica.sync_request().unwrap();
+    let body = request.encode();
+    let before_restart = post_sync(&f.server, Some(&rep.token), &body);
+    assert_eq!(before_restart.status, 200);
+    f.server.restart();
+    let retry = post_sync(&f.server, Some(&rep.token), &body);
+    assert_eq!(
+        retry.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    rep.replica
+        .apply_sync_response(&request, SyncResponse::decode(&retry.body).unwrap())
+        .unwrap();
+    assert!(rep.replica.outbox().unwrap().is_empty());
+    let report = rep.sync(&f.server);
+    assert_eq!((report.requests, report.uploaded), (1, 0), "{report:?}");
+
+    // Six notes and three moves were made; every replica has each exactly once.
+    man.sync(&f.server);
+    admin.sync(&f.server);
+    for d in [&rep, &man, &admin] {
+        assert_history(d, &c, 6, 3);
+        assert!(
+            d.replica.outbox().unwrap().is_empty(),
+            "{}'s outbox",
+            d.name
+        );
+        assert_eq!(d.client_json(&c), rep.client_json(&c));
+    }
+    assert_eq!(rep.replica.client(&c).unwrap().stage, "needs_analysis");
+    // A phone joining after the restart gets the same history from the server's files.
+    let fresh = f.device("manager_new_phone", m);
+    assert_history(&fresh, &c, 6, 3);
+}
+
+// ----- 6. cost of a quiet sync -----------------------------------------------------------
+
+#[test]
+fn a_replica_with_thousands_of_clients_and_nothing_changed_syncs_in_one_small_round_trip() {
+    let n: usize = std::env::var("FIELDSYNC_E2E_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let f = Fixture::new();
+    let mut admin = f.admin_device();
+    let me = admin.user;
+    for i in 0..n {
+        new_client(&mut admin.replica, &format!("Client {i}"), i, Some(me));
+    }
+    let upload = admin.sync(&f.server);
+    assert!(upload.uploaded >= n, "{upload:?}");
+
+    // Nothing changed: one request, a header each way.
+    let quiet = admin.sync(&f.server);
+    assert_eq!(quiet.requests, 1, "{quiet:?}");
+    assert_eq!((quiet.uploaded, quiet.downloaded), (0, 0), "{quiet:?}");
+    assert!(
+        quiet.bytes_sent + quiet.bytes_received < 200,
+        "a quiet sync of {n} clients costs {} + {} bytes",
+        quiet.bytes_sent,
+        quiet.bytes_received
+    );
+
+    // A new phone of the same admin: the join bundle carries everything, and the first
+    // sync after it is just as small.
+    let (_, token) = f.issue(me);
+    let mut phone = f.join("admin_phone", me, token);
+    assert_eq!(phone.ids().len(), n);
+    let first = phone.sync(&f.server);
+    assert_eq!(first.requests, 1, "{first:?}");
+    assert!(first.bytes_sent + first.bytes_received < 200, "{first:?}");
+    assert_eq!(first.downloaded, 0);
+}
