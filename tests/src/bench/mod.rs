@@ -677,6 +677,10 @@ impl Harness {
         let mine: Vec<ClientId> = w.clients[..k].iter().map(|c| c.0).collect();
         let theirs: Vec<ClientId> = w.clients[k..2 * k].iter().map(|c| c.0).collect();
         let note = "回访客户，确认下周二上门演示，需要准备报价单和案例 / call back: demo next Tuesday, bring quote";
+        let mut before = BTreeMap::new();
+        for id in mine.iter().chain(&theirs) {
+            before.insert(*id, phone.client(id).map_err(e("view"))?.notes.len());
+        }
         for id in &mine {
             phone
                 .add_note(id, NoteKind::Call, note)
@@ -711,13 +715,17 @@ impl Harness {
         ensure(rep.pending == 0, || format!("{rep:?}"))?;
         for id in &theirs {
             let notes = phone.client(id).map_err(e("view"))?.notes.len();
-            ensure(notes == 11, || format!("phone sees {notes} notes on {id}"))?;
+            ensure(notes == before[id] + 1, || {
+                format!("phone sees {notes} notes on {id}")
+            })?;
         }
-        remote::sync(&mut colleague, &w.fs.url, &ctoken).map_err(e("colleague sync"))?;
+        let crep = remote::sync(&mut colleague, &w.fs.url, &ctoken).map_err(e("colleague sync"))?;
         for id in &mine {
             let notes = colleague.client(id).map_err(e("view"))?.notes.len();
-            ensure(notes == 11, || {
-                format!("server lacks the phone's note on {id}")
+            ensure(notes == before[id] + 1, || {
+                format!(
+                    "the colleague sees {notes} notes on {id} after its sync ({crep:?}); the phone's sync was {rep:?}"
+                )
             })?;
         }
         let (ns, naive) = measured("naive", &w.base.counter, || {
