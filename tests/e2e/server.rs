@@ -1125,3 +1125,328 @@ fn a_replica_with_thousands_of_clients_and_nothing_changed_syncs_in_one_small_ro
     assert!(first.bytes_sent + first.bytes_received < 200, "{first:?}");
     assert_eq!(first.downloaded, 0);
 }
+
+// ----- 7. bad input -------------------------------------------------------------------
+
+/// A request with one client document whose changes are `changes`.
+fn request_with(cursor: u64, doc_id: &str, kind: DocKind, changes: Vec<u8>) -> Vec<u8> {
+    SyncRequest {
+        cursor,
+        docs: vec![SyncDoc {
+            kind,
+            doc_id: doc_id.to_string(),
+            heads: vec![],
+            changes,
+        }],
+    }
+    .encode()
+}
+
+#[test]
+fn malformed_truncated_oversized_and_unauthenticated_requests_get_a_clear_4xx_and_change_nothing() {
+    let limits = Limits {
+        max_request_bytes: 32 * 1024,
+        max_docs_per_request: 10,
+        ..Limits::default()
+    };
+    let f = Fixture::with_limits(limits);
+    let m = f.add_user("Manager Strict", "manager", None);
+    let r = f.add_user("Rep Careless", "rep", Some(m));
+    let mut admin = f.admin_device();
+    let mut man = f.device("manager", m);
+    let mut rep = f.device("rep", r);
+    let (phone2_id, phone2_token) = f.issue(r);
+    let mut phone2 = f.join("rep_phone2", r, phone2_token);
+    let c = new_client(&mut rep.replica, "Careful Client", 1, None);
+    rep.sync(&f.server);
+    man.sync(&f.server);
+    phone2.sync(&f.server);
+
+    // The rep has a real change waiting; every bad request below carries it or its bytes.
+    rep.replica
+        .add_note(&c, NoteKind::Note, "这条必须原子提交 all or nothing")
+        .unwrap();
+    let request = rep.replica.sync_request().unwrap();
+    let valid = request.encode();
+    let cursor = request.cursor;
+    let seq = server_seq(&mut admin, &f.server);
+    let view = man.client_json(&c);
+
+    let bad_request = |name: &str, body: &[u8], expect: &str| {
+        let a = post_sync(&f.server, Some(&rep.token), body);
+        assert_eq!(
+            a.status,
+            400,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert!(
+            a.error().contains(expect),
+            "{name}: the error says {expect:?}: {}",
+            a.error()
+        );
+    };
+    bad_request(
+        "garbage",
+        b"this is not a sync request",
+        "not a FieldSync sync message",
+    );
+    bad_request("empty", b"", "not a FieldSync sync message");
+    bad_request("truncated", &valid[..valid.len() - 1], "sync message");
+    bad_request("header only", &valid[..12], "sync message");
+    let mut future = valid.clone();
+    future[4..6].copy_from_slice(&99u16.to_be_bytes());
+    bad_request("another format version", &future, "not supported");
+    let mut response_frame = valid.clone();
+    response_frame[6] = 2;
+    bad_request("a response frame", &response_frame, "frame");
+    let unknown_client = ClientId::random().to_string();
+    let corrupt = request_with(
+        cursor,
+        &unknown_client,
+        DocKind::Client,
+        vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
+    );
+    bad_request("corrupt automerge bytes of a new client", &corrupt, "");
+    let not_a_client = request_with(
+        cursor,
+        "../../etc/passwd",
+        DocKind::Client,
+        request.docs[0].changes.clone(),
+    );
+    bad_request(
+        "a document id that is no client id",
+        &not_a_client,
+        "client id",
+    );
+    let other_team = request_with(cursor, "team:someone-else", DocKind::Team, vec![1, 2, 3]);
+    bad_request(
+        "another team's document",
+        &other_team,
+        "not this team's document",
+    );
+    let many = SyncRequest {
+        cursor,
+        docs: (0..11)
+            .map(|i| SyncDoc {
+                kind: DocKind::Client,
+                doc_id: format!("doc-{i}"),
+                heads: vec![],
+                changes: vec![],
+            })
+            .collect(),
+    };
+    bad_request("too many documents", &many.encode(), "limit is 10");
+    // All or nothing: the valid note in front of a corrupt document is not kept.
+    let mut mixed = request.clone();
+    mixed.docs.push(SyncDoc {
+        kind: DocKind::Client,
+        doc_id: ClientId::random().to_string(),
+        heads: vec![],
+        changes: vec![0xde, 0xad, 0xbe, 0xef],
+    });
+    bad_request("a valid document beside a corrupt one", &mixed.encode(), "");
+
+    // Beyond the configured limit: 413 before anything is parsed.
+    let huge = request_with(cursor, &c.to_string(), DocKind::Client, vec![7; 64 * 1024]);
+    let a = post_sync(&f.server, Some(&rep.token), &huge);
+    assert_eq!(a.status, 413, "{:?}", String::from_utf8_lossy(&a.body));
+    // axum's own rejection: plain text rather than the JSON error body of other 4xx.
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("length limit exceeded"),
+        "{:?}",
+        String::from_utf8_lossy(&a.body)
+    );
+
+    // Unauthenticated: no token, a wrong token, another scheme, a revoked device.
+    let unauthorized = |name: &str, a: Answer, expect: &str| {
+        assert_eq!(
+            a.status,
+            401,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert!(a.error().contains(expect), "{name}: {}", a.error());
+    };
+    unauthorized(
+        "no token",
+        post_sync(&f.server, None, &valid),
+        "missing bearer token",
+    );
+    unauthorized(
+        "a wrong token",
+        post_sync(&f.server, Some("fs_0000000000000000"), &valid),
+        "unknown token",
+    );
+    let basic = agent()
+        .post(f.url("/v1/sync"))
+        .header("Authorization", &format!("Basic {}", rep.token))
+        .send(&valid[..])
+        .unwrap();
+    unauthorized("basic auth", read(basic), "missing bearer token");
+    let refused = delete(
+        &f.url(&format!("/v1/admin/devices/{phone2_id}")),
+        &rep.token,
+    );
+    assert_eq!(refused.status, 403, "a rep revokes no device");
+    let unknown = delete(&f.url("/v1/admin/devices/no-such-device"), &f.admin_token);
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.error().contains("unknown device"));
+    let revoked = delete(
+        &f.url(&format!("/v1/admin/devices/{phone2_id}")),
+        &f.admin_token,
+    );
+    assert_eq!(revoked.status, 204);
+    phone2
+        .replica
+        .add_note(&c, NoteKind::Note, "from the stolen phone")
+        .unwrap();
+    let stolen = phone2.replica.sync_request().unwrap().encode();
+    unauthorized(
+        "a revoked device",
+        post_sync(&f.server, Some(&phone2.token), &stolen),
+        "revoked",
+    );
+    let err = phone2.try_sync(&f.server).unwrap_err();
+    assert!(matches!(err, Error::NotPermitted(_)), "{err}");
+    unauthorized(
+        "a revoked device waiting",
+        get(&f.url("/v1/wait?cursor=0&timeout=1"), Some(&phone2.token)),
+        "revoked",
+    );
+    // Bad admin input is refused with a message too.
+    let role = post_json(
+        &f.url("/v1/admin/users"),
+        &f.admin_token,
+        json!({"name": "Nobody", "role": "king", "manager": null, "approves": []}),
+    );
+    assert_eq!(role.status, 400, "{:?}", role.json());
+    let by_rep = post_json(
+        &f.url("/v1/admin/users"),
+        &rep.token,
+        json!({"name": "Sneaky", "role": "admin", "manager": null, "approves": []}),
+    );
+    assert_eq!(by_rep.status, 403, "{:?}", by_rep.json());
+
+    // Nothing of it changed the server or anyone's view.
+    assert_eq!(server_seq(&mut admin, &f.server), seq);
+    let report = man.sync(&f.server);
+    assert_eq!(report.downloaded, 0, "{report:?}");
+    assert_eq!(man.client_json(&c), view);
+    assert!(!admin
+        .replica
+        .team()
+        .members
+        .values()
+        .any(|m| m.name == "Sneaky" || m.name == "Nobody"));
+    assert!(metric(&f.metrics(), "fieldsync_sync_errors_total") > 0);
+
+    // The rep's own, valid sync still goes through (so the checks above could see a change).
+    let report = rep.sync(&f.server);
+    assert_eq!(report.uploaded, 1, "{report:?}");
+    assert!(server_seq(&mut admin, &f.server) > seq);
+    man.sync(&f.server);
+    assert_eq!(man.replica.client(&c).unwrap().notes.len(), 1);
+}
+
+// ----- 8. live push ----------------------------------------------------------------------
+
+#[test]
+fn a_waiting_device_is_woken_by_another_devices_change_and_times_out_without_one() {
+    let f = Fixture::new();
+    let m = f.add_user("Manager Online", "manager", None);
+    let r = f.add_user("Rep Roaming", "rep", Some(m));
+    let mut man = f.device("manager", m);
+    let mut rep = f.device("rep", r);
+    let c = new_client(&mut rep.replica, "Live Client", 1, None);
+    rep.sync(&f.server);
+    man.sync(&f.server);
+    let cursor = man.replica.sync_cursor().unwrap();
+
+    let token = man.token.clone();
+    let wait = |cursor: u64, timeout: u64| {
+        let url = f.url(&format!("/v1/wait?cursor={cursor}&timeout={timeout}"));
+        let token = token.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(get(&url, Some(&token)));
+        });
+        rx
+    };
+
+    let woken = wait(cursor, 10);
+    assert!(
+        woken.recv_timeout(Duration::from_millis(300)).is_err(),
+        "nothing changed yet: the wait is still open"
+    );
+    rep.replica
+        .add_note(&c, NoteKind::Call, "客户回电 the client called back")
+        .unwrap();
+    rep.sync(&f.server);
+    let answer = woken
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the wait returns");
+    assert_eq!(
+        answer.status, 200,
+        "woken by the change, not by the timeout"
+    );
+    let seq = answer.json()["seq"].as_u64().unwrap();
+    assert!(seq > cursor);
+    let report = man.sync(&f.server);
+    assert_eq!((report.requests, report.downloaded), (1, 1), "{report:?}");
+    assert_eq!(man.replica.sync_cursor().unwrap(), seq);
+
+    // No change: 204 after the timeout.
+    let quiet = wait(man.replica.sync_cursor().unwrap(), 1)
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the wait returns");
+    assert_eq!(quiet.status, 204);
+    assert!(quiet.body.is_empty());
+    // The core's helper agrees.
+    assert!(
+        !remote::wait_for_changes(&f.server.url, &man.token, seq, Duration::from_secs(1)).unwrap()
+    );
+    assert!(
+        remote::wait_for_changes(&f.server.url, &man.token, cursor, Duration::from_secs(1))
+            .unwrap()
+    );
+    // Unauthenticated waits are refused.
+    assert_eq!(get(&f.url("/v1/wait?cursor=0&timeout=1"), None).status, 401);
+}
+
+#[test]
+#[ignore = "bug: automerge's load_incremental ignores unparseable bytes for a document the server already has, so corrupt changes get 200 instead of 400"]
+fn corrupt_automerge_bytes_for_an_existing_client_get_a_400_and_change_nothing() {
+    let f = Fixture::new();
+    let r = f.add_user("Rep Corrupt", "rep", None);
+    let mut admin = f.admin_device();
+    let mut rep = f.device("rep", r);
+    let c = new_client(&mut rep.replica, "Existing Client", 1, None);
+    rep.sync(&f.server);
+    let seq = server_seq(&mut admin, &f.server);
+    let cursor = rep.replica.sync_cursor().unwrap();
+    let mut truncated_change = {
+        rep.replica
+            .add_note(&c, NoteKind::Note, "this change arrives cut short")
+            .unwrap();
+        rep.replica.sync_request().unwrap().docs[0].changes.clone()
+    };
+    truncated_change.truncate(truncated_change.len() / 2);
+    for (name, changes) in [
+        ("junk", vec![0xde, 0xad, 0xbe, 0xef]),
+        (
+            "automerge magic then junk",
+            vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
+        ),
+        ("a change cut in half", truncated_change),
+    ] {
+        let body = request_with(cursor, &c.to_string(), DocKind::Client, changes);
+        let a = post_sync(&f.server, Some(&rep.token), &body);
+        assert_eq!(
+            a.status, 400,
+            "{name}: corrupt bytes are refused with a clear error"
+        );
+        assert!(!a.error().is_empty());
+    }
+    assert_eq!(server_seq(&mut admin, &f.server), seq);
+}
