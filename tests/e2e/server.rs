@@ -599,19 +599,17 @@ fn a_rep_never_receives_nor_writes_another_reps_client_and_a_manager_sees_only_t
     let response = SyncResponse::decode(&answer.body).unwrap();
     assert!(
         client_ids(&response).is_subset(&ids(&[&a, &b])),
-        "only the named a (acknowledged) and rep2's own b: {:?}",
+        "only the named a and rep2's own b: {:?}",
         client_ids(&response)
     );
-    let named = response
-        .docs
-        .iter()
-        .find(|d| d.doc_id == a.to_string())
-        .unwrap();
-    assert!(
-        named.changes.is_empty(),
-        "no byte of rep1's client reaches rep2"
-    );
-    assert!(named.heads.is_empty(), "not even its heads");
+    // The named a may be acknowledged (or listed as not visible), never served.
+    for named in response.docs.iter().filter(|d| d.doc_id == a.to_string()) {
+        assert!(
+            named.changes.is_empty(),
+            "no byte of rep1's client reaches rep2"
+        );
+        assert!(named.heads.is_empty(), "not even its heads");
+    }
     assert!(
         rep2.replica.edit_client(&a, &[]).is_err(),
         "rep2 has no copy of a"
