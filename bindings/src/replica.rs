@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use fieldsync_core::store::read_model;
-use fieldsync_core::{ClientId, SystemClock, UserId};
+use fieldsync_core::SystemClock;
 
 use crate::error::ApiError;
 use crate::listener::ClientChangeListener;
@@ -51,14 +51,6 @@ impl std::fmt::Debug for Replica {
 /// replica is consistent after a panic.
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn resolve_client(core: &Core, id_or_prefix: &str) -> fieldsync_core::Result<ClientId> {
-    core.resolve_client(id_or_prefix)
-}
-
-fn resolve_user(core: &Core, id_or_name: &str) -> fieldsync_core::Result<UserId> {
-    core.resolve_user(id_or_name)
 }
 
 impl Replica {
@@ -189,7 +181,7 @@ impl Replica {
         approves: Vec<String>,
     ) -> Result<String> {
         self.with(|core| {
-            let manager = manager.map(|m| resolve_user(core, &m)).transpose()?;
+            let manager = manager.map(|m| core.resolve_user(&m)).transpose()?;
             Ok(core
                 .add_user(&name, role.into(), manager, approves)?
                 .to_string())
@@ -200,7 +192,7 @@ impl Replica {
     /// Hand their clients over with `handoverAll`.
     pub fn mark_departed(&self, user: String) -> Result<()> {
         self.with(|core| {
-            let user = resolve_user(core, &user)?;
+            let user = core.resolve_user(&user)?;
             core.mark_departed(user)
         })
     }
@@ -209,7 +201,7 @@ impl Replica {
     /// provisioning bundle that device passes to `Replica.join`.
     pub fn provision_device(&self, user: String) -> Result<Vec<u8>> {
         self.with(|core| {
-            let user = resolve_user(core, &user)?;
+            let user = core.resolve_user(&user)?;
             core.provision_device(user)
         })
     }
@@ -221,7 +213,7 @@ impl Replica {
     pub fn create_client(&self, client: NewClient) -> Result<String> {
         self.edit(
             |core| {
-                let owner = client.owner.map(|o| resolve_user(core, &o)).transpose()?;
+                let owner = client.owner.map(|o| core.resolve_user(&o)).transpose()?;
                 let id = core.create_client(fieldsync_core::NewClient {
                     profile: client.profile.into_iter().collect(),
                     tags: client.tags,
@@ -237,7 +229,7 @@ impl Replica {
     /// Sets or clears profile fields. Writing a field also resolves a conflict on it.
     pub fn edit_client(&self, client_id: String, edits: Vec<FieldEdit>) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             let fields: Vec<(String, Option<String>)> =
                 edits.into_iter().map(|e| (e.field, e.value)).collect();
             core.edit_client(&id, &fields)
@@ -252,7 +244,7 @@ impl Replica {
         remove: Vec<String>,
     ) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.tag_client(&id, &add, &remove)
         })
     }
@@ -265,8 +257,8 @@ impl Replica {
         present: bool,
     ) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
-            let user = resolve_user(core, &user)?;
+            let id = core.resolve_client(&client_id)?;
+            let user = core.resolve_user(&user)?;
             core.set_collaborator(&id, user, present)
         })
     }
@@ -275,8 +267,8 @@ impl Replica {
     /// manager.
     pub fn set_supervisor(&self, client_id: String, user: Option<String>) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
-            let user = user.map(|u| resolve_user(core, &u)).transpose()?;
+            let id = core.resolve_client(&client_id)?;
+            let user = user.map(|u| core.resolve_user(&u)).transpose()?;
             core.set_supervisor(&id, user)
         })
     }
@@ -284,7 +276,7 @@ impl Replica {
     /// Logs a note, call or visit. A call or visit meets the stage's contact SLA.
     pub fn add_note(&self, client_id: String, kind: NoteKind, text: String) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.add_note(&id, kind.into(), &text)
         })
     }
@@ -299,7 +291,7 @@ impl Replica {
         options: MoveOptions,
     ) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.move_stage(&id, &stage, options.into())
         })
     }
@@ -307,7 +299,7 @@ impl Replica {
     /// Marks an onboarding task of a won client done, by its key.
     pub fn complete_task(&self, client_id: String, task_key: String) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.complete_task(&id, &task_key)
         })
     }
@@ -322,7 +314,7 @@ impl Replica {
     ) -> Result<QuoteRequested> {
         let (quote_id, view) = self.edit(
             |core| {
-                let id = resolve_client(core, &client_id)?;
+                let id = core.resolve_client(&client_id)?;
                 core.request_quote(&id, amount_cents, discount_pct)
             },
             |(_, view)| vec![view.id.clone()],
@@ -344,7 +336,7 @@ impl Replica {
         comment: Option<String>,
     ) -> Result<ClientView> {
         self.edit_client_view(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.decide_quote(&id, &quote_id, &role, approve, comment.as_deref())
         })
     }
@@ -361,9 +353,9 @@ impl Replica {
             |core| {
                 let ids = client_ids
                     .iter()
-                    .map(|c| resolve_client(core, c))
+                    .map(|c| core.resolve_client(c))
                     .collect::<fieldsync_core::Result<Vec<_>>>()?;
-                let to = resolve_user(core, &to)?;
+                let to = core.resolve_user(&to)?;
                 core.handover(&ids, to, reason.as_deref())
             },
             |views| views.iter().map(|v| v.id.clone()).collect(),
@@ -380,8 +372,8 @@ impl Replica {
     ) -> Result<Vec<ClientView>> {
         let views = self.edit(
             |core| {
-                let from = resolve_user(core, &from)?;
-                let to = resolve_user(core, &to)?;
+                let from = core.resolve_user(&from)?;
+                let to = core.resolve_user(&to)?;
                 core.handover_all(from, to, reason.as_deref())
             },
             |views| views.iter().map(|v| v.id.clone()).collect(),
@@ -395,7 +387,7 @@ impl Replica {
     /// unambiguous id prefix.
     pub fn client(&self, client_id: String) -> Result<ClientView> {
         let view = self.with(|core| {
-            let id = resolve_client(core, &client_id)?;
+            let id = core.resolve_client(&client_id)?;
             core.client(&id)
         })?;
         Ok(view.into())
@@ -409,7 +401,7 @@ impl Replica {
                 None => None,
             };
             let owner = match filter.owner {
-                Some(o) => Some(resolve_user(core, &o)?.to_string()),
+                Some(o) => Some(core.resolve_user(&o)?.to_string()),
                 None => None,
             };
             core.list(&read_model::ClientFilter {
