@@ -399,10 +399,6 @@ fn move_to(replica: &mut Replica, id: &ClientId, to: &str) {
     replica.move_stage(id, to, opts).unwrap();
 }
 
-fn cid(id: &str) -> ClientId {
-    id.parse().unwrap()
-}
-
 // ----- 1. convergence ----------------------------------------------------------------------
 
 #[test]
