@@ -86,6 +86,10 @@ impl From<CoreError> for ApiError {
                 reason: e.to_string(),
             },
             CoreError::Network(reason) => ApiError::Network { reason },
+            // A sync round the server could not complete: retrying resends whole documents.
+            CoreError::Incomplete(_) => ApiError::Network {
+                reason: e.to_string(),
+            },
             CoreError::Storage(_) | CoreError::CorruptDocument { .. } => ApiError::Storage {
                 reason: e.to_string(),
             },
