@@ -74,6 +74,10 @@ pub enum Error {
     /// The sync server could not be reached or answered with an error.
     #[error("network: {0}")]
     Network(String),
+    /// The sync server could not complete uploaded changes from what it has (see
+    /// docs/protocol.md): the device resends whole documents.
+    #[error("incomplete upload: {0}")]
+    Incomplete(String),
     /// The user is no longer in the team.
     #[error("user {0} has departed")]
     Departed(UserId),

@@ -67,6 +67,8 @@ fn post(server: &str, token: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
             .unwrap_or_else(|| text.into_owned());
         return Err(if status == 401 || status == 403 {
             Error::NotPermitted(format!("server: {message}"))
+        } else if status == 422 {
+            Error::Incomplete(message)
         } else {
             Error::Network(format!("server answered {status}: {message}"))
         });
@@ -87,10 +89,21 @@ pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Re
 /// since the cursor, and repeats while the server has more (at most [`MAX_ROUNDS`]).
 pub fn sync(replica: &mut Replica, server: &str, token: &str) -> Result<SyncReport> {
     let mut report = SyncReport::default();
+    let mut resent = false;
     for _ in 0..MAX_ROUNDS {
         let request = replica.sync_request()?;
         let body = request.encode();
-        let answer = post(server, token, "/v1/sync", &body)?;
+        let answer = match post(server, token, "/v1/sync", &body) {
+            // The server lacks changes it once acknowledged (e.g. restored from a backup):
+            // forget what it acknowledged and send these documents whole next round.
+            Err(Error::Incomplete(_)) if !resent => {
+                resent = true;
+                replica.forget_acknowledged(&request)?;
+                report.requests += 1;
+                continue;
+            }
+            other => other?,
+        };
         report.requests += 1;
         report.bytes_sent += body.len();
         report.bytes_received += answer.len();

@@ -31,6 +31,7 @@ use crate::{Error, Result};
 
 mod admin;
 mod bundles;
+pub use admin::Provisioned;
 pub use bundles::{PreparedClient, PreparedImport};
 mod clients;
 mod sync;

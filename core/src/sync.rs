@@ -51,6 +51,9 @@ pub struct SyncResponse {
     /// The server's side of every requested document, and the documents changed since
     /// the cursor that the device may see.
     pub docs: Vec<SyncDoc>,
+    /// Clients the device had and may no longer see (handed to someone else): the device
+    /// drops its copy once its own changes are up.
+    pub revoked: Vec<String>,
 }
 
 fn bad(m: String) -> Error {
@@ -96,10 +99,15 @@ fn read_docs(r: &mut Reader<'_>, max_docs: usize) -> Result<Vec<SyncDoc>> {
             changes,
         });
     }
-    if !r.is_empty() {
-        return Err(bad("trailing bytes".into()));
-    }
     Ok(docs)
+}
+
+fn finish(r: &Reader<'_>) -> Result<()> {
+    if r.is_empty() {
+        Ok(())
+    } else {
+        Err(bad("trailing bytes".into()))
+    }
 }
 
 fn header(w: &mut Writer, frame: u8, cursor: u64) {
@@ -139,10 +147,9 @@ impl SyncRequest {
     /// Decodes a request of at most `max_docs` documents.
     pub fn decode(bytes: &[u8], max_docs: usize) -> Result<Self> {
         let (mut r, cursor) = read_header(bytes, 1)?;
-        Ok(SyncRequest {
-            cursor,
-            docs: read_docs(&mut r, max_docs)?,
-        })
+        let docs = read_docs(&mut r, max_docs)?;
+        finish(&r)?;
+        Ok(SyncRequest { cursor, docs })
     }
 }
 
@@ -153,6 +160,10 @@ impl SyncResponse {
         header(&mut w, 2, self.cursor);
         w.u8(self.more as u8);
         write_docs(&mut w, &self.docs);
+        w.u32(self.revoked.len() as u32);
+        for id in &self.revoked {
+            w.short_str(id);
+        }
         w.buf
     }
 
@@ -160,10 +171,18 @@ impl SyncResponse {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let (mut r, cursor) = read_header(bytes, 2)?;
         let more = r.u8()? != 0;
+        let docs = read_docs(&mut r, usize::MAX)?;
+        let count = r.u32()? as usize;
+        let mut revoked = Vec::with_capacity(count.min(4096));
+        for _ in 0..count {
+            revoked.push(r.short_str()?);
+        }
+        finish(&r)?;
         Ok(SyncResponse {
             cursor,
             more,
-            docs: read_docs(&mut r, usize::MAX)?,
+            docs,
+            revoked,
         })
     }
 }
@@ -190,6 +209,7 @@ mod tests {
             cursor: 43,
             more: true,
             docs: vec![doc],
+            revoked: vec!["gone".into()],
         };
         assert_eq!(SyncResponse::decode(&resp.encode()).unwrap(), resp);
     }

@@ -24,6 +24,10 @@ pub enum AppError {
     /// The request conflicts with the current state (e.g. a device joins twice).
     #[error("{0}")]
     Conflict(String),
+    /// Uploaded changes do not reach the heads the device declared: corrupt, truncated, or
+    /// built on changes this server no longer has. The device resends whole documents.
+    #[error("{0}")]
+    Incomplete(String),
     /// Something failed on our side.
     #[error("internal error")]
     Internal(String),
@@ -37,6 +41,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Incomplete(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use fieldsync_core::bundle::{Bundle, BundleEntry};
+use automerge::ReadDoc;
+use fieldsync_core::bundle::BundleEntry;
 use fieldsync_core::pipeline::Template;
 use fieldsync_core::store::documents::DocKind;
 use fieldsync_core::sync::{SyncDoc, SyncRequest, SyncResponse};
@@ -178,18 +179,12 @@ impl Hub {
             ));
         }
         let user = Self::user(device)?;
-        let bundle = self.replica.provision_device(user)?;
-        let mut bundle = Bundle::decode(&bundle)?;
-        let cursor = self.replica.change_seq()?;
-        let provision = bundle
-            .header
-            .provision
-            .as_mut()
-            .ok_or_else(|| AppError::Internal("provisioning bundle without device".into()))?;
-        provision.cursor = Some(cursor);
-        let actor = provision.actor.clone();
-        self.store.set_device_actor(&device.id, &actor)?;
-        Ok(bundle.encode())
+        let provisioned = self.replica.provision(user, true)?;
+        self.store
+            .set_device_actor(&device.id, &provisioned.actor)?;
+        // What the new device has: later syncs send it only what changes after this.
+        self.store.set_hints(&device.id, &provisioned.heads)?;
+        Ok(provisioned.bundle)
     }
 
     /// Holds a departed user's upload for review. Uploads without changes are not kept.
@@ -230,6 +225,7 @@ impl Hub {
         let mut stats = SyncStats { merged, sent: 0 };
 
         let mut docs = Vec::new();
+        let mut revoked = Vec::new();
         let mut named = BTreeSet::new();
         for d in &request.docs {
             named.insert(d.doc_id.clone());
@@ -246,22 +242,25 @@ impl Hub {
                     continue;
                 }
             }
-            // Not (or no longer) visible: acknowledge what the device holds, send nothing.
-            docs.push(SyncDoc {
-                kind: d.kind,
-                doc_id: d.doc_id.clone(),
-                heads: d.heads.clone(),
-                changes: Vec::new(),
-            });
+            // No longer visible (handed to someone else): its upload, if any, was merged
+            // above; the device drops its copy.
+            revoked.push(d.doc_id.clone());
         }
         let limit = self.limits.docs_per_response;
         let changed = self.replica.changed_since(request.cursor, limit)?;
         let more = changed.len() == limit;
         for (doc_id, kind, _) in &changed {
-            if named.contains(doc_id) || !self.may_see(&user, doc_id, *kind)? {
+            if named.contains(doc_id) {
                 continue;
             }
             let hint = self.store.hint(&device.id, doc_id)?;
+            if !self.may_see(&user, doc_id, *kind)? {
+                // The device had it and may no longer see it: it drops its copy.
+                if !hint.is_empty() {
+                    revoked.push(doc_id.clone());
+                }
+                continue;
+            }
             if let Some((heads, changes)) = self.replica.changes_for_peer(doc_id, &hint)? {
                 if !changes.is_empty() {
                     docs.push(SyncDoc {
@@ -282,8 +281,15 @@ impl Hub {
             .map(|d| (d.doc_id.clone(), d.heads.clone()))
             .collect();
         self.store.set_hints(&device.id, &hints)?;
+        self.store.drop_hints(&device.id, &revoked)?;
         stats.sent = docs.len();
-        Ok((SyncResponse { cursor, more, docs }.encode(), stats))
+        let response = SyncResponse {
+            cursor,
+            more,
+            docs,
+            revoked,
+        };
+        Ok((response.encode(), stats))
     }
 
     /// Validates and commits the changes of a request. `check_access`: the device's user
@@ -316,6 +322,27 @@ impl Hub {
             return Ok(0);
         }
         let prepared = self.replica.prepare_import(&entries, false)?;
+        // automerge skips bytes it cannot parse; the heads the device declared are the
+        // checksum: after the merge the server must have every one of them.
+        for d in request.docs.iter().filter(|d| !d.changes.is_empty()) {
+            let doc = match d.kind {
+                DocKind::Team => prepared.team().doc(),
+                DocKind::Client => match prepared
+                    .clients()
+                    .iter()
+                    .find(|c| c.id.to_string() == d.doc_id)
+                {
+                    Some(c) => c.doc().doc(),
+                    None => continue,
+                },
+            };
+            if let Some(missing) = d.heads.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+                return Err(AppError::Incomplete(format!(
+                    "the changes for {} do not reach the heads sent (missing {missing}): corrupt, truncated, or built on changes this server does not have",
+                    d.doc_id
+                )));
+            }
+        }
         let team = self.replica.team_doc();
         let role = team.member(user).map(Member::role).unwrap_or(Role::Rep);
         let foreign =

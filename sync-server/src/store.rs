@@ -63,6 +63,8 @@ pub trait ServerStore: Send {
     fn hint(&self, device: &str, doc_id: &str) -> AppResult<Vec<ChangeHash>>;
     /// Records what a device is believed to have.
     fn set_hints(&mut self, device: &str, hints: &[(String, Vec<ChangeHash>)]) -> AppResult<()>;
+    /// Forgets what a device had of documents it may no longer see.
+    fn drop_hints(&mut self, device: &str, doc_ids: &[String]) -> AppResult<()>;
     /// Holds an upload for review.
     fn quarantine(&mut self, device: &str, user: &str, body: &[u8], now: i64) -> AppResult<i64>;
     /// Every held upload.
@@ -222,6 +224,16 @@ impl ServerStore for SqliteServerStore {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    fn drop_hints(&mut self, device: &str, doc_ids: &[String]) -> AppResult<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM device_heads WHERE device_id = ?1 AND doc_id = ?2")?;
+        for doc in doc_ids {
+            stmt.execute([device, doc.as_str()])?;
+        }
         Ok(())
     }
 

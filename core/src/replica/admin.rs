@@ -111,6 +111,13 @@ impl Replica {
     /// replica is created from (`fieldsync init --from`). The bundle holds the team
     /// document and the clients the user may see (admin).
     pub fn provision_device(&mut self, user: UserId) -> Result<Vec<u8>> {
+        Ok(self.provision(user, false)?.bundle)
+    }
+
+    /// Like [`Replica::provision_device`]; for a sync server (`with_cursor`) the bundle also
+    /// carries the change sequence it is current up to. The heads of every document in it
+    /// are returned too (what the new device has).
+    pub fn provision(&mut self, user: UserId, with_cursor: bool) -> Result<Provisioned> {
         self.require_role(&[Role::Admin], "adding a device")?;
         match self.team.member(&user) {
             None => return Err(Error::UnknownUser(user.to_string())),
@@ -127,13 +134,22 @@ impl Replica {
             .filter(|row| self.may_see(&user, row))
             .map(|row| row.id)
             .collect();
-        let mut bundle = self.bundle_of(&visible, None)?;
+        let (mut bundle, heads) = self.bundle_of(&visible, None)?;
+        let cursor = if with_cursor {
+            Some(documents::current_seq(self.store.conn())?)
+        } else {
+            None
+        };
         bundle.header.provision = Some(Provision {
             user: user.to_string(),
-            actor,
-            cursor: None,
+            actor: actor.clone(),
+            cursor,
         });
-        Ok(bundle.encode())
+        Ok(Provisioned {
+            bundle: bundle.encode(),
+            actor,
+            heads,
+        })
     }
 
     /// Whether `user` may see a client: owner, collaborator or supervisor; a manager
@@ -158,4 +174,15 @@ impl Replica {
                 .parse::<UserId>()
                 .is_ok_and(|owner| self.team.is_in_subtree(user, &owner))
     }
+}
+
+/// A provisioned device: its bundle, its actor, and the heads of every document it gets.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The provisioning bundle.
+    pub bundle: Vec<u8>,
+    /// The automerge actor (hex) registered for the device.
+    pub actor: String,
+    /// `(document id, heads)` of every document in the bundle.
+    pub heads: Vec<(String, Vec<ChangeHash>)>,
 }

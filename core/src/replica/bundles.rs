@@ -4,16 +4,23 @@ use std::collections::BTreeSet;
 
 use super::*;
 
+/// `(document id, heads)` of several documents.
+pub(super) type DocHeads = Vec<(String, Vec<ChangeHash>)>;
+
 impl Replica {
     // ----- bundles ----------------------------------------------------------------------
 
+    /// A bundle of the team document and `client_ids`, each whole or, with `have`, only
+    /// what that replica lacks; also the heads of every document included.
     pub(super) fn bundle_of(
         &self,
         client_ids: &[String],
         have: Option<&HashMap<String, Vec<ChangeHash>>>,
-    ) -> Result<Bundle> {
+    ) -> Result<(Bundle, DocHeads)> {
         let mut entries = Vec::new();
+        let mut heads_of = Vec::new();
         let mut add = |kind: DocKind, doc_id: &str, mut doc: AutoCommit| {
+            heads_of.push((doc_id.to_string(), doc.get_heads()));
             let data = match have.and_then(|h| h.get(doc_id)) {
                 Some(heads) => {
                     let known: Vec<ChangeHash> = heads
@@ -41,7 +48,7 @@ impl Replica {
                 add(DocKind::Client, id, doc);
             }
         }
-        Ok(Bundle {
+        let bundle = Bundle {
             header: BundleHeader {
                 kind: BundleKind::Changes,
                 team: self.team().id.clone(),
@@ -51,7 +58,8 @@ impl Replica {
                 provision: None,
             },
             entries,
-        })
+        };
+        Ok((bundle, heads_of))
     }
 
     /// This replica's heads per document, for another replica's [`Replica::export`].
@@ -117,7 +125,7 @@ impl Replica {
             }
         };
         let ids = documents::ids(self.store.conn(), DocKind::Client)?;
-        Ok(self.bundle_of(&ids, have.as_ref())?.encode())
+        Ok(self.bundle_of(&ids, have.as_ref())?.0.encode())
     }
 
     pub(super) fn check_team(&self, header: &BundleHeader) -> Result<()> {
@@ -168,6 +176,7 @@ impl Replica {
                 doc: entry.doc_id.clone(),
                 reason: e.to_string(),
             };
+
             match entry.kind {
                 DocKind::Team => {
                     if entry.doc_id != team_doc_key {

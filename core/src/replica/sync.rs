@@ -69,6 +69,17 @@ impl Replica {
         Ok(url.zip(token))
     }
 
+    /// Forgets the server's acknowledgement of the documents of `request`, so that the next
+    /// request carries them whole.
+    pub fn forget_acknowledged(&mut self, request: &SyncRequest) -> Result<()> {
+        self.store.write(|tx| {
+            for d in &request.docs {
+                documents::set_peer_heads(tx, &d.doc_id, &[])?;
+            }
+            Ok(())
+        })
+    }
+
     fn load_any(&self, doc_id: &str) -> Result<Option<AutoCommit>> {
         if kind_of(doc_id) == DocKind::Team {
             return Ok(Some(self.team.doc().clone()));
@@ -150,8 +161,29 @@ impl Replica {
             };
             local_heads.push(heads);
         }
+        // Clients handed away from this user: dropped here, unless local changes made
+        // since the request still have to go up (they stay in the outbox until then).
+        let outbox: Vec<String> = documents::outbox(self.store.conn())?;
+        let mut dropped = Vec::new();
+        for id in &response.revoked {
+            let sent = request.docs.iter().find(|d| &d.doc_id == id);
+            let keep = match sent {
+                Some(d) => {
+                    let now_heads = self.load_any(id)?.map(|mut doc| doc.get_heads());
+                    now_heads.is_some_and(|h| !same_heads(&h, &d.heads))
+                }
+                None => outbox.contains(id),
+            };
+            if !keep && kind_of(id) == DocKind::Client {
+                dropped.push(id.clone());
+            }
+        }
         let now = self.now();
         let summary = self.commit_import(prepared, |tx| {
+            for id in &dropped {
+                read_model::delete_client(tx, id)?;
+                documents::delete(tx, id)?;
+            }
             for (d, local) in response.docs.iter().zip(&local_heads) {
                 documents::set_peer_heads(tx, &d.doc_id, &d.heads)?;
                 if same_heads(local, &d.heads) {
@@ -163,10 +195,12 @@ impl Replica {
             }
             meta_set(tx, "sync_cursor", &response.cursor.to_string())
         })?;
+        let mut changed_clients = summary.changed_clients;
+        changed_clients.extend(dropped);
         Ok(SyncProgress {
             sent: request.docs.len(),
             received: entries.len(),
-            changed_clients: summary.changed_clients,
+            changed_clients,
             pending: documents::outbox(self.store.conn())?.len(),
             more: response.more,
         })

@@ -213,6 +213,14 @@ pub fn set_peer_heads(tx: &Transaction, doc_id: &str, heads: &[ChangeHash]) -> R
     Ok(())
 }
 
+/// Deletes a document with its changes, log entry, outbox entry and acknowledged heads.
+pub fn delete(tx: &Transaction, doc_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM outbox WHERE doc_id = ?1", [doc_id])?;
+    tx.execute("DELETE FROM peer_heads WHERE doc_id = ?1", [doc_id])?;
+    tx.execute("DELETE FROM documents WHERE doc_id = ?1", [doc_id])?;
+    Ok(())
+}
+
 /// Removes a document from the outbox.
 pub fn outbox_remove(tx: &Transaction, doc_id: &str) -> Result<()> {
     tx.execute("DELETE FROM outbox WHERE doc_id = ?1", [doc_id])?;

@@ -135,6 +135,13 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
     Ok(())
 }
 
+/// Removes a client's rows (its document is gone from this replica).
+pub fn delete_client(tx: &Transaction, id: &str) -> Result<()> {
+    tx.execute("DELETE FROM client_search WHERE client_id = ?1", [id])?;
+    tx.execute("DELETE FROM clients WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 /// Refreshes the client's search text: profile, tags and the communication history.
 fn write_search(tx: &Transaction, view: &ClientView) -> Result<()> {
     tx.execute("DELETE FROM client_search WHERE client_id = ?1", [&view.id])?;
