@@ -8,6 +8,9 @@ use std::time::Duration;
 use crate::sync::{SyncResponse, CONTENT_TYPE};
 use crate::{Clock, Error, Replica, Result};
 
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Rounds one [`sync`] makes at most before it reports what is still pending.
 pub const MAX_ROUNDS: usize = 64;
 
@@ -44,9 +47,15 @@ fn network(url: &str, e: impl std::fmt::Display) -> Error {
 
 /// Sends `body` to `path` and returns the response bytes; 4xx/5xx become errors with the
 /// server's message.
-fn post(server: &str, token: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
+fn post(
+    agent: &ureq::Agent,
+    server: &str,
+    token: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Vec<u8>> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let mut response = agent(Duration::from_secs(120))
+    let mut response = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {token}"))
         .header("Content-Type", CONTENT_TYPE)
@@ -79,7 +88,7 @@ fn post(server: &str, token: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
 /// Creates a replica at `path` for the device `token` was issued for (the new-phone fast
 /// path: one provisioning bundle, written in one transaction), and remembers the server.
 pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Result<Replica> {
-    let bundle = post(server, token, "/v1/join", &[])?;
+    let bundle = post(&agent(REQUEST_TIMEOUT), server, token, "/v1/join", &[])?;
     let mut replica = Replica::join(path, &bundle, clock)?;
     replica.set_server(server, token)?;
     Ok(replica)
@@ -88,12 +97,14 @@ pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Re
 /// Syncs until quiet: uploads the outbox, applies the server's answers and every change
 /// since the cursor, and repeats while the server has more (at most [`MAX_ROUNDS`]).
 pub fn sync(replica: &mut Replica, server: &str, token: &str) -> Result<SyncReport> {
+    // One agent for the whole sync: its connection is reused between rounds.
+    let agent = agent(REQUEST_TIMEOUT);
     let mut report = SyncReport::default();
     let mut resent = false;
     for _ in 0..MAX_ROUNDS {
         let request = replica.sync_request()?;
         let body = request.encode();
-        let answer = match post(server, token, "/v1/sync", &body) {
+        let answer = match post(&agent, server, token, "/v1/sync", &body) {
             // The server lacks changes it once acknowledged (e.g. restored from a backup):
             // forget what it acknowledged and send these documents whole next round.
             Err(Error::Incomplete(_)) if !resent => {

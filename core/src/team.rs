@@ -165,6 +165,7 @@ pub struct Team {
 }
 
 /// The team document with its automerge history and its validated content.
+#[derive(Clone)]
 pub struct TeamDoc {
     doc: AutoCommit,
     team: Team,

@@ -374,7 +374,7 @@ fn file_state(path: &Path) -> Vec<String> {
         "SELECT * FROM clients ORDER BY id",
         "SELECT * FROM stage_visits ORDER BY client_id, seq",
         "SELECT * FROM transitions ORDER BY client_id, id",
-        "SELECT client_id, body FROM client_search ORDER BY client_id",
+        "SELECT rowid, body FROM client_search ORDER BY rowid",
     ] {
         let mut stmt = conn.prepare(sql).unwrap();
         let n = stmt.column_count();

@@ -28,6 +28,9 @@ pub enum AppError {
     /// built on changes this server no longer has. The device resends whole documents.
     #[error("{0}")]
     Incomplete(String),
+    /// The body is over the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Something failed on our side.
     #[error("internal error")]
     Internal(String),
@@ -42,6 +45,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Incomplete(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -325,6 +325,12 @@ impl Hub {
         // automerge skips bytes it cannot parse; the heads the device declared are the
         // checksum: after the merge the server must have every one of them.
         for d in request.docs.iter().filter(|d| !d.changes.is_empty()) {
+            if d.heads.is_empty() {
+                return Err(AppError::BadRequest(format!(
+                    "changes for {} come without the heads they lead to",
+                    d.doc_id
+                )));
+            }
             let doc = match d.kind {
                 DocKind::Team => prepared.team().doc(),
                 DocKind::Client => match prepared
@@ -512,13 +518,18 @@ impl Hub {
                 owner: Some(user.to_string()),
                 ..Default::default()
             })?;
+        // Dealt round-robin; one handover call (one transaction) per new owner.
         let mut handed = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            let to = owners[i % owners.len()];
-            let id = row.id.parse()?;
+        for (k, to) in owners.iter().enumerate() {
+            let ids = rows
+                .iter()
+                .skip(k)
+                .step_by(owners.len())
+                .map(|row| row.id.parse())
+                .collect::<Result<Vec<fieldsync_core::ClientId>, _>>()?;
             self.replica
-                .handover(&[id], to, Some(reason.unwrap_or("离职 departed")))?;
-            handed.push((row.id.clone(), to.to_string()));
+                .handover(&ids, *to, Some(reason.unwrap_or("离职 departed")))?;
+            handed.extend(ids.iter().map(|id| (id.to_string(), to.to_string())));
         }
         Ok(DepartOutcome {
             user: user.to_string(),

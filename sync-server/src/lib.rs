@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -155,10 +156,21 @@ async fn join(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Re
 async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let started = Instant::now();
     let (device, member) = authenticate(&state, &headers).await?;
+    let body = body.map_err(|e| {
+        state.metrics.sync_error();
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!(
+                "request body over the limit of {} bytes; send fewer documents per request",
+                state.max_request_bytes
+            ))
+        } else {
+            AppError::BadRequest(e.body_text())
+        }
+    })?;
     let body_len = body.len();
     if member.departed {
         // Access ends at once; what the phone still uploads is held for review.

@@ -101,8 +101,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     user_id TEXT NOT NULL,
     received_at INTEGER NOT NULL,
     body BLOB NOT NULL,
+    body_hash TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
-    decided_by TEXT
+    decided_by TEXT,
+    UNIQUE (device_id, body_hash)
 );
 ";
 
@@ -238,11 +240,21 @@ impl ServerStore for SqliteServerStore {
     }
 
     fn quarantine(&mut self, device: &str, user: &str, body: &[u8], now: i64) -> AppResult<i64> {
+        // A phone retrying the same upload is held once.
+        let hash: String = Sha256::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.conn.execute(
-            "INSERT INTO quarantine(device_id, user_id, received_at, body) VALUES (?1, ?2, ?3, ?4)",
-            params![device, user, now, body],
+            "INSERT INTO quarantine(device_id, user_id, received_at, body, body_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(device_id, body_hash) DO NOTHING",
+            params![device, user, now, body, hash],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn.query_row(
+            "SELECT id FROM quarantine WHERE device_id = ?1 AND body_hash = ?2",
+            [device, hash.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     fn quarantined(&self) -> AppResult<Vec<QuarantinedUpload>> {

@@ -635,14 +635,12 @@ fn bad_input_is_refused_with_one_clear_line_and_changes_nothing() {
 fn demo_runs_to_completion() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("demo");
-    let started = std::time::Instant::now();
     let r = run(
         &tmp.path().join("unused.db"),
         T0,
         &["demo", "--dir", path_str(&dir)],
     );
     assert_eq!(r.code, 0, "demo failed: {}{}", r.stderr, r.stdout);
-    assert!(started.elapsed().as_secs() < 30, "the demo is slow");
     for expected in [
         "深圳华强科技有限公司",
         "refused",

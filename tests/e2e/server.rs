@@ -940,7 +940,6 @@ fn two_managers_handing_one_client_to_two_reps_converge_to_one_flagged_owner() {
 }
 
 #[test]
-#[ignore = "bug: a device that loses sight of a client (handover away from its owner) keeps a stale copy that still names it the owner"]
 fn the_previous_owner_learns_that_the_client_was_handed_over() {
     let t = double_handover();
     let id = &t.client;
@@ -1245,12 +1244,7 @@ fn malformed_truncated_oversized_and_unauthenticated_requests_get_a_clear_4xx_an
     let huge = request_with(cursor, &c.to_string(), DocKind::Client, vec![7; 64 * 1024]);
     let a = post_sync(&f.server, Some(&rep.token), &huge);
     assert_eq!(a.status, 413, "{:?}", String::from_utf8_lossy(&a.body));
-    // axum's own rejection: plain text rather than the JSON error body of other 4xx.
-    assert!(
-        String::from_utf8_lossy(&a.body).contains("length limit exceeded"),
-        "{:?}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert!(a.error().contains("over the limit"), "{:?}", a.error());
 
     // Unauthenticated: no token, a wrong token, another scheme, a revoked device.
     let unauthorized = |name: &str, a: Answer, expect: &str| {
@@ -1409,7 +1403,6 @@ fn a_waiting_device_is_woken_by_another_devices_change_and_times_out_without_one
 }
 
 #[test]
-#[ignore = "bug: automerge's load_incremental ignores unparseable bytes for a document the server already has, so corrupt changes get 200 instead of 400"]
 fn corrupt_automerge_bytes_for_an_existing_client_get_a_400_and_change_nothing() {
     let f = Fixture::new();
     let r = f.add_user("Rep Corrupt", "rep", None);

@@ -243,6 +243,19 @@ impl Replica {
                 .collect();
             c.heads = c.doc.doc_mut().get_heads();
         }
+        if !first && entries.iter().all(|e| e.kind != DocKind::Team) {
+            // The usual sync: no team changes, nothing to re-read or check.
+            let mut team = self.team.clone();
+            return Ok(PreparedImport {
+                team_heads: team.doc_mut().get_heads(),
+                entries: entries.len(),
+                team_actors: BTreeSet::new(),
+                team,
+                team_before,
+                team_changed: false,
+                clients,
+            });
+        }
         let team_new_changes = team_doc.get_changes(team_before.as_deref().unwrap_or_default());
         let mut team = TeamDoc::from_doc(team_doc, self.team.founder())?;
         // Only the founder and admins write the team document (ADR 0004): changes that

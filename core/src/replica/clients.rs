@@ -444,11 +444,13 @@ impl Replica {
                 }
             }
         }
+        // Every handover is written in one transaction: all of them or none.
+        let now = self.now();
         let mut out = Vec::with_capacity(ids.len());
+        let mut batch = Vec::with_capacity(ids.len());
         for id in ids {
             let (mut doc, heads) = self.load_client(id)?;
-            let view = fold(&doc, &self.team, self.now())?;
-
+            let view = fold(&doc, &self.team, now)?;
             if view.owner == to.to_string() {
                 out.push(view);
                 continue;
@@ -461,13 +463,25 @@ impl Replica {
                     from: view.owner.clone(),
                     to: to.to_string(),
                     by: self.me.to_string(),
-                    at: self.now(),
+                    at: now,
                     reason: reason.map(str::to_string),
                     after,
                 },
             )?;
-            out.push(self.save_client(id, &mut doc, Some(&heads), "handover")?);
+            commit(doc.doc_mut(), "handover", now);
+            let view = fold(&doc, &self.team, now)?;
+            batch.push((id.to_string(), doc, heads, view));
         }
+        let team = &self.team;
+        self.store.write(|tx| {
+            for (doc_id, doc, heads, view) in batch.iter_mut() {
+                documents::save(tx, doc_id, DocKind::Client, doc.doc_mut(), Some(heads), now)?;
+                read_model::upsert_client(tx, view, &team.team().pipeline)?;
+                documents::outbox_add(tx, doc_id, now)?;
+            }
+            Ok(())
+        })?;
+        out.extend(batch.into_iter().map(|(_, _, _, view)| view));
         Ok(out)
     }
 

@@ -137,20 +137,26 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
 
 /// Removes a client's rows (its document is gone from this replica).
 pub fn delete_client(tx: &Transaction, id: &str) -> Result<()> {
-    tx.execute("DELETE FROM client_search WHERE client_id = ?1", [id])?;
+    tx.execute(
+        "DELETE FROM client_search WHERE rowid = (SELECT rowid FROM clients WHERE id = ?1)",
+        [id],
+    )?;
     tx.execute("DELETE FROM clients WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// Refreshes the client's search text: profile, tags and the communication history.
 fn write_search(tx: &Transaction, view: &ClientView) -> Result<()> {
-    tx.execute("DELETE FROM client_search WHERE client_id = ?1", [&view.id])?;
+    let rowid: i64 = tx.query_row("SELECT rowid FROM clients WHERE id = ?1", [&view.id], |r| {
+        r.get(0)
+    })?;
+    tx.execute("DELETE FROM client_search WHERE rowid = ?1", [rowid])?;
     let mut body: Vec<&str> = view.profile.values().map(String::as_str).collect();
     body.extend(view.tags.iter().map(String::as_str));
     body.extend(view.notes.iter().map(|n| n.text.as_str()));
     tx.execute(
-        "INSERT INTO client_search(client_id, body) VALUES (?1, ?2)",
-        params![view.id, body.join("\n")],
+        "INSERT INTO client_search(rowid, body) VALUES (?1, ?2)",
+        params![rowid, body.join("\n")],
     )?;
     Ok(())
 }
@@ -223,8 +229,8 @@ pub fn search(conn: &Connection, query: &str) -> Result<Vec<ClientRow>> {
         ("body LIKE ?1 ESCAPE '\\'", format!("%{escaped}%"))
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM clients WHERE id IN
-             (SELECT client_id FROM client_search WHERE {condition})
+        "SELECT {COLUMNS} FROM clients WHERE rowid IN
+             (SELECT rowid FROM client_search WHERE {condition})
          ORDER BY created_at DESC, id"
     ))?;
     let rows = stmt.query_map([pattern], row)?;

@@ -63,7 +63,9 @@ CREATE TABLE doc_changes (
 );
 CREATE TABLE outbox (doc_id TEXT PRIMARY KEY, changed_at INTEGER NOT NULL);
 CREATE TABLE clients (
-    id TEXT PRIMARY KEY,
+    -- An explicit rowid alias, so VACUUM keeps it: the search index is keyed by it.
+    row_key INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     company TEXT NOT NULL,
     phone_norm TEXT,
@@ -112,7 +114,8 @@ CREATE TABLE transitions (
 
 /// Version 2: the trigram full-text index, so that search finds Chinese substrings.
 const V2: &str = "
-CREATE VIRTUAL TABLE client_search USING fts5(client_id UNINDEXED, body, tokenize = 'trigram');
+-- Keyed by the clients table's rowid: deleting a client's entry is a rowid lookup.
+CREATE VIRTUAL TABLE client_search USING fts5(body, tokenize = 'trigram');
 INSERT INTO meta(key, value) VALUES ('read_model_needs_rebuild', '1')
     ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
