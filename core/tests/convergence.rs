@@ -787,6 +787,10 @@ impl World {
                     .iter()
                     .rev()
                     .find(|h| legit.contains_key(&h.event.id));
+                // Rewriting `to` with the value it has is no change at all.
+                if tamper && victim.is_some_and(|v| v.event.to == to.to_string()) {
+                    return;
+                }
                 let rewrites = tamper && victim.is_some();
                 match victim {
                     Some(victim) if tamper => {
