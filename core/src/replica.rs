@@ -222,11 +222,24 @@ impl Replica {
         let mut doc = AutoCommit::new();
         doc.load_incremental(&team_entry.data)
             .map_err(|e| Error::BadBundle(format!("team document: {e}")))?;
-        let team = TeamDoc::from_doc(doc, &bundle.header.founder)?;
+        let mut team = TeamDoc::from_doc(doc, &bundle.header.founder)?;
         if team.team().id != bundle.header.team {
             return Err(Error::BadBundle(
                 "team document does not match the header".into(),
             ));
+        }
+        // Trust on first use: every team change must come from the founder or an admin.
+        let trusted = team.trusted_actors();
+        if let Some(c) = team
+            .doc_mut()
+            .get_changes(&[])
+            .iter()
+            .find(|c| !trusted.contains(&c.actor_id().to_hex_string()))
+        {
+            return Err(Error::BadBundle(format!(
+                "the team document carries a change by actor {} that is not a team admin",
+                c.actor_id().to_hex_string()
+            )));
         }
         let user: UserId = provision.user.parse()?;
         if team.team().actors.get(&provision.actor) != Some(&provision.user) {
@@ -235,51 +248,76 @@ impl Replica {
             ));
         }
         let actor = parse_actor(&provision.actor)?;
+        let team_id = team.id()?;
+        let team_key = team_doc_id(team.team());
+        let now = clock.now_ms();
         let mut store = Store::create(path)?;
-        store.write(|tx| {
+        // Everything in one transaction, one client at a time: a new phone never holds
+        // more than one document in memory besides the bundle.
+        let written = store.write(|tx| {
             meta_set(tx, "team_id", &team.team().id)?;
             meta_set(tx, "user_id", &user.to_string())?;
             meta_set(tx, "actor", &provision.actor)?;
             meta_set(tx, "founder", &bundle.header.founder)?;
+            documents::save(tx, &team_key, DocKind::Team, team.doc_mut(), None, now)?;
+            if provision.cursor.is_some() {
+                documents::set_peer_heads(tx, &team_key, &team.doc_mut().get_heads())?;
+            }
+            let mut seen = std::collections::HashSet::new();
+            for entry in bundle.entries.iter().filter(|e| e.kind == DocKind::Client) {
+                let id: ClientId = entry.doc_id.parse().map_err(|_| {
+                    Error::BadBundle(format!("{:?} is not a client id", entry.doc_id))
+                })?;
+                if !seen.insert(id) {
+                    return Err(Error::BadBundle(format!("client {id} appears twice")));
+                }
+                let corrupt = |reason: String| Error::CorruptDocument {
+                    doc: id.to_string(),
+                    reason,
+                };
+                let mut doc = AutoCommit::new();
+                doc.load_incremental(&entry.data)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                if doc.get_heads().is_empty() {
+                    return Err(corrupt("no complete change".into()));
+                }
+                let mut client = ClientDoc::from_doc(doc, Some((id, team_id)))?;
+                let changes = client.doc_mut().get_changes(&[]);
+                client.check_received(&changes).map_err(|e| match e {
+                    Error::CorruptDocument { reason, .. } => corrupt(reason),
+                    other => other,
+                })?;
+                documents::save(
+                    tx,
+                    &entry.doc_id,
+                    DocKind::Client,
+                    client.doc_mut(),
+                    None,
+                    now,
+                )?;
+                let view = fold(&client, &team, now)?;
+                read_model::upsert_client(tx, &view, &team.team().pipeline)?;
+                if provision.cursor.is_some() {
+                    documents::set_peer_heads(tx, &entry.doc_id, &client.doc_mut().get_heads())?;
+                }
+            }
+            if let Some(cursor) = provision.cursor {
+                meta_set(tx, "sync_cursor", &cursor.to_string())?;
+            }
             Ok(())
-        })?;
-        let mut replica = Replica {
+        });
+        if let Err(e) = written {
+            drop(store);
+            Store::remove_files(path);
+            return Err(e);
+        }
+        Ok(Replica {
             store,
             team,
             me: user,
             actor,
             clock,
-        };
-        // The team document is stored by the import below, like any other. A bundle from
-        // a sync server also sets where syncing starts.
-        let imported = replica
-            .prepare_import(&bundle.entries, true)
-            .and_then(|prepared| {
-                let mut acked: Vec<(String, Vec<ChangeHash>)> = prepared
-                    .clients()
-                    .iter()
-                    .map(|c| (c.id.to_string(), c.heads().to_vec()))
-                    .collect();
-                acked.push((
-                    team_doc_id(prepared.team().team()),
-                    prepared.team_heads().to_vec(),
-                ));
-                replica.commit_import(prepared, |tx| {
-                    let Some(cursor) = provision.cursor else {
-                        return Ok(());
-                    };
-                    for (doc_id, heads) in &acked {
-                        documents::set_peer_heads(tx, doc_id, heads)?;
-                    }
-                    meta_set(tx, "sync_cursor", &cursor.to_string())
-                })
-            });
-        if let Err(e) = imported {
-            drop(replica);
-            Store::remove_files(path);
-            return Err(e);
-        }
-        Ok(replica)
+        })
     }
 
     /// Opens an existing replica.
