@@ -31,7 +31,8 @@ pub enum ApiError {
         missing_fields: Vec<String>,
     },
     /// The acting user may not do this (their role, a client of another rep, or they have
-    /// left the team). Not retryable by this user.
+    /// left the team), or the sync server refused this device's token (unknown, revoked,
+    /// or its user departed: HTTP 401/403). Not retryable by this user.
     #[error("not permitted: {reason}")]
     NotPermitted {
         /// Why, in words.
@@ -51,8 +52,9 @@ pub enum ApiError {
         /// What failed.
         reason: String,
     },
-    /// The sync server could not be reached or refused the request. Retry later (sync
-    /// arrives with the sync server; no SDK call returns this yet).
+    /// The sync server could not be reached, timed out, answered with a server error, or
+    /// could not complete a sync round (`joinServer`, `sync`). Retry later: changes made on
+    /// this device stay in the outbox until a sync delivers them.
     #[error("network: {reason}")]
     Network {
         /// What failed.

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use fieldsync_core::{client, duplicate, fold, pipeline, replica, report, store, team};
+use fieldsync_core::{client, duplicate, fold, pipeline, remote, replica, report, store, team};
 
 /// A team member's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
@@ -928,6 +928,39 @@ impl From<replica::ImportSummary> for ImportSummary {
             changed: s.changed as u64,
             new_clients: s.new_clients as u64,
             changed_clients: s.changed_clients,
+        }
+    }
+}
+
+/// What a `Replica.sync` did. `pending` is 0 when this device and the server are in step.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Bytes sent to the server.
+    pub bytes_sent: u64,
+    /// Bytes received from the server.
+    pub bytes_received: u64,
+    /// Documents uploaded with changes from this device.
+    pub uploaded: u64,
+    /// Documents received with changes from other devices.
+    pub downloaded: u64,
+    /// Ids of the clients the sync changed here (the listener hears the same ids).
+    pub changed_clients: Vec<String>,
+    /// Documents still waiting to be uploaded (0 when fully in sync; otherwise sync again).
+    pub pending: u64,
+}
+
+impl From<remote::SyncReport> for SyncReport {
+    fn from(r: remote::SyncReport) -> Self {
+        SyncReport {
+            requests: r.requests as u64,
+            bytes_sent: r.bytes_sent as u64,
+            bytes_received: r.bytes_received as u64,
+            uploaded: r.uploaded as u64,
+            downloaded: r.downloaded as u64,
+            changed_clients: r.changed_clients,
+            pending: r.pending as u64,
         }
     }
 }

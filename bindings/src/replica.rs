@@ -8,14 +8,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use fieldsync_core::store::read_model;
-use fieldsync_core::SystemClock;
+use fieldsync_core::{remote, SystemClock};
 
 use crate::error::ApiError;
 use crate::listener::ClientChangeListener;
 use crate::records::{
     Board, ClientConflicts, ClientFilter, ClientRow, ClientView, DuplicateMatch, FieldEdit,
     FlowReport, Identity, ImportSummary, Member, MoveOptions, NewClient, NoteKind, OverdueGroup,
-    PipelineTemplate, QuoteRequested, Role, Stage,
+    PipelineTemplate, QuoteRequested, Role, Stage, SyncReport,
 };
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -128,6 +128,41 @@ impl Replica {
     pub fn join(path: String, provisioning: Vec<u8>) -> Result<Arc<Self>> {
         let core = Core::join(Path::new(&path), &provisioning, Arc::new(SystemClock))?;
         Ok(Self::wrap(core))
+    }
+
+    /// Creates this device's replica file at `path` from the sync server at `server_url`
+    /// (e.g. `https://sync.example.com`), with the device token an admin issued for this
+    /// user (`fieldsync-server admin device-add`, or `POST /v1/admin/devices`). The replica
+    /// remembers the server and the token: later `sync()` calls need neither.
+    ///
+    /// This is a network call and blocks until the server answered (up to two minutes):
+    /// never call it on the main thread. Prefer `joinServerAsync`, which runs off the
+    /// caller's thread. Fails with `NotPermitted` for an unknown or revoked token and with
+    /// `Network` when the server cannot be reached.
+    #[uniffi::constructor]
+    pub fn join_server(
+        path: String,
+        server_url: String,
+        device_token: String,
+    ) -> Result<Arc<Self>> {
+        let core = remote::join(
+            Path::new(&path),
+            &server_url,
+            &device_token,
+            Arc::new(SystemClock),
+        )?;
+        Ok(Self::wrap(core))
+    }
+
+    /// `joinServer` on a worker thread: a Kotlin `suspend fun`, a Swift `async func`, a
+    /// Python coroutine. Safe to await from the main thread.
+    #[uniffi::constructor]
+    pub async fn join_server_async(
+        path: String,
+        server_url: String,
+        device_token: String,
+    ) -> Result<Arc<Self>> {
+        Self::off_thread(move || Self::join_server(path, server_url, device_token)).await
     }
 
     /// Opens the replica file at `path`, made earlier by `create` or `join`.
@@ -497,7 +532,71 @@ impl Replica {
     }
 }
 
+#[uniffi::export(async_runtime = "tokio")]
 impl Replica {
+    // ----- syncing with the server ------------------------------------------------------
+
+    /// Syncs with the server this replica joined (`joinServer`): uploads this device's
+    /// changes (the `outbox`), downloads the team's changes this user may see, and repeats
+    /// until both sides are in step (a bounded number of rounds; `pending` in the report
+    /// tells what is left for the next sync). The listener then hears every client the sync
+    /// changed here.
+    ///
+    /// A Kotlin `suspend fun`, a Swift `async func`, a Python coroutine: the work runs on a
+    /// worker thread of the SDK and never blocks the caller's thread, so it may be awaited
+    /// from the main thread. Other calls on this replica wait while a sync runs.
+    ///
+    /// Call it at app start (after opening the replica) and when the app returns to the
+    /// foreground; when connectivity is regained; periodically in the background (Android
+    /// WorkManager with a `CONNECTED` constraint, iOS `BGAppRefreshTask`); and shortly after
+    /// local edits (debounced). Changes made offline are kept and go with the next sync.
+    ///
+    /// Fails with `Network` when the server cannot be reached or could not finish (retry
+    /// later: nothing is lost), with `NotPermitted` when the server refuses this device's
+    /// token (revoked, or the user left the team), and with `InvalidInput` on `server` when
+    /// this replica never joined a server (use `syncWith`).
+    pub async fn sync(self: Arc<Self>) -> Result<SyncReport> {
+        Self::off_thread(move || {
+            let remembered = self.with(|core| core.server())?;
+            let (url, token) = remembered.ok_or_else(|| ApiError::InvalidInput {
+                field: "server".to_string(),
+                reason: "this replica has not joined a sync server: join with joinServer, \
+                         or sync with syncWith"
+                    .to_string(),
+            })?;
+            self.sync_blocking(&url, &token)
+        })
+        .await
+    }
+
+    /// `sync` with an explicit server and device token instead of the remembered ones
+    /// (e.g. a replica created from a provisioning bundle, or a server that moved). The
+    /// replica does not remember them. Runs off the caller's thread like `sync`.
+    pub async fn sync_with(
+        self: Arc<Self>,
+        server_url: String,
+        device_token: String,
+    ) -> Result<SyncReport> {
+        Self::off_thread(move || self.sync_blocking(&server_url, &device_token)).await
+    }
+
+    /// The sync server this replica joined (its URL), if any; the token is not returned.
+    pub fn server_url(&self) -> Result<Option<String>> {
+        Ok(self.with(|core| core.server())?.map(|(url, _)| url))
+    }
+}
+
+impl Replica {
+    /// One whole sync on the current (worker) thread; the listener is told after the core
+    /// replica is released.
+    fn sync_blocking(&self, server_url: &str, device_token: &str) -> Result<SyncReport> {
+        let report = self.edit(
+            |core| remote::sync(core, server_url, device_token),
+            |report| report.changed_clients.clone(),
+        )?;
+        Ok(report.into())
+    }
+
     /// Runs blocking replica work on tokio's blocking pool so that the caller's thread
     /// (and the foreign async runtime driving the future) is never blocked on SQLite.
     async fn off_thread<T: Send + 'static>(
