@@ -22,4 +22,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 ./scripts/bindings.sh
 echo "== bench smoke"; cargo run -q --locked -p fieldsync-tests --bin bench -- all --smoke
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole run (cargo's last line is a crate's doc tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
