@@ -3,6 +3,8 @@
 # Kotlin, Swift and Python bindings in library mode into target/bindings/, and runs the
 # binding tests: Kotlin on the JVM, Python with pytest, and a text check of the Swift
 # sources (there is no Swift compiler on this machine kind: Swift is NOT compiled).
+# The sync tests start the sync server (fieldsync-server, built here; its path goes to
+# the tests in FIELDSYNC_SERVER_BIN) on 127.0.0.1 with a temporary data folder.
 #
 # Idempotent. What is missing is installed without prompting: kotlinc (npm package
 # kotlin-compiler) and a pytest venv into ./tools/ (git-ignored), JNA (Debian's
@@ -42,8 +44,14 @@ step "cargo build -p fieldsync-ffi"
 cargo build -p fieldsync-ffi --locked
 step "cargo build -p fieldsync-uniffi-bindgen"
 cargo build -p fieldsync-uniffi-bindgen --locked
+# The sync tests start a real server on loopback: a third, separate invocation, so that
+# the server's dependencies (axum, tokio's full runtime) do not unify into the cdylib.
+step "cargo build -p fieldsync-server"
+cargo build -p fieldsync-server --locked
 LIB=$TARGET/debug/$LIB_FILE
 BINDGEN=$TARGET/debug/uniffi-bindgen
+export FIELDSYNC_SERVER_BIN=$TARGET/debug/fieldsync-server
+[ -x "$FIELDSYNC_SERVER_BIN" ] || die "no server binary at $FIELDSYNC_SERVER_BIN"
 
 step "generate Kotlin, Swift and Python into $OUT"
 rm -rf "$OUT/kotlin" "$OUT/swift" "$OUT/python" "$OUT/lib"
