@@ -1,6 +1,7 @@
 // Kotlin binding tests of the FieldSync SDK, run on the JVM by scripts/bindings.sh.
 // They exercise the generated glue (objects, records, errors, the listener, suspend
-// calls), not the domain rules again: those are tested in Rust.
+// calls), not the domain rules again: those are tested in Rust. main() also runs the sync
+// tests of SyncTest.kt, which start a real sync server.
 
 import java.nio.file.Files
 import java.nio.file.Path
@@ -143,7 +144,7 @@ val tests: List<Pair<String, () -> Unit>> = listOf(
 fun main() {
     var passed = 0
     var failed = 0
-    for ((name, test) in tests) {
+    for ((name, test) in tests + syncTests) {
         try {
             test()
             println("ok    $name")
