@@ -160,13 +160,17 @@ val syncTests: List<Pair<String, () -> Unit>> = listOf(
             }
         }
     },
-    "an unreachable server throws Network, a replica without a server InvalidInput" to {
+    "an unreachable server throws Network" to {
         newTeam(tempDir()).use { replica ->
-            assertNull(replica.serverUrl())
             // Port 1 on loopback: nothing listens there, the connection is refused at once.
             assertFailsWith<ApiException.Network> {
                 runBlocking { replica.syncWith("http://127.0.0.1:1", "fs_any") }
             }
+        }
+    },
+    "sync on a replica that joined no server throws InvalidInput on server" to {
+        newTeam(tempDir()).use { replica ->
+            assertNull(replica.serverUrl())
             val e = assertFailsWith<ApiException.InvalidInput> { runBlocking { replica.sync() } }
             assertEquals("server", e.field)
         }

@@ -23,7 +23,7 @@ RECORDS = [
     "ClientView", "DuplicateMatch", "FieldConflict", "FieldEdit", "FlowEdge", "FlowReport",
     "HandoverView", "Identity", "ImportSummary", "LossReasonCount", "Member", "MoveOptions",
     "NewClient", "Note", "OverdueGroup", "QuoteRequested", "QuoteView", "Stage", "StageHealth",
-    "TaskView", "TransitionView",
+    "SyncReport", "TaskView", "TransitionView",
 ]
 ENUMS = ["NoteKind", "PipelineTemplate", "QuoteStatus", "Role", "SlaStatus", "StageKind"]
 ERROR_CASES = [
@@ -39,12 +39,17 @@ REPLICA_METHODS = [
     "decideQuote", "duplicates", "editClient", "exportBundle", "handover", "handoverAll",
     "heads", "identity", "importBundle", "listClients", "lossReasons", "markDeparted",
     "members", "moveStage", "outbox", "overdue", "provisionDevice", "report", "requestQuote",
-    "search", "setChangeListener", "setCollaborator", "setSupervisor", "stages", "tagClient",
+    "search", "serverUrl", "setChangeListener", "setCollaborator", "setSupervisor", "stages",
+    "sync", "syncWith", "tagClient",
 ]
 SIGNATURES = [
     r"public static func create\(path: String, teamName: String, adminName: String, template: PipelineTemplate\)\s*throws\s*-> Replica",
     r"public static func join\(path: String, provisioning: Data\)\s*throws\s*-> Replica",
     r"public static func `open`\(path: String\)\s*throws\s*-> Replica",
+    r"public static func joinServer\(path: String, serverUrl: String, deviceToken: String\)\s*throws\s*-> Replica",
+    r"public static func joinServerAsync\(path: String, serverUrl: String, deviceToken: String\)\s*async throws\s*-> Replica",
+    r"func sync\(\)\s*async throws\s*-> SyncReport",
+    r"func syncWith\(serverUrl: String, deviceToken: String\)\s*async throws\s*-> SyncReport",
     r"func moveStage\(clientId: String, stage: String, options: MoveOptions\)\s*throws\s*-> ClientView",
     r"func searchAsync\(query: String\)\s*async throws\s*-> \[ClientRow\]",
     r"func exportBundleAsync\(have: Data\?\)\s*async throws\s*-> Data",
@@ -69,6 +74,10 @@ def main() -> int:
         check(f"signature {sig[:60]}", re.search(sig, swift))
     for method in REPLICA_METHODS:
         check(f"Replica.{method}", re.search(rf"open func {method}\(", swift))
+    check(
+        "SyncReport fields",
+        re.search(r"public struct SyncReport\b.*?public var changedClients: \[String\].*?public var pending: UInt64", swift, re.S),
+    )
     check("enum ApiError: Swift.Error", re.search(r"public\s+enum ApiError: Swift\.Error", swift))
     for case in ERROR_CASES:
         check(f"ApiError {case[:30]}", re.search(case, swift, re.S))
