@@ -116,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_refusals_and_network_failures_keep_their_kind() {
+        let refused: ApiError = CoreError::NotPermitted("server: unknown token".into()).into();
+        assert!(
+            matches!(refused, ApiError::NotPermitted { ref reason } if reason.contains("unknown token"))
+        );
+        let down: ApiError = CoreError::Network("connection refused".into()).into();
+        assert!(matches!(down, ApiError::Network { .. }));
+        let redo: ApiError = CoreError::Incomplete("missing changes".into()).into();
+        assert!(
+            matches!(redo, ApiError::Network { ref reason } if reason.contains("missing changes"))
+        );
+    }
+
+    #[test]
     fn an_unknown_stage_is_invalid_input_naming_the_stage() {
         let e: ApiError = CoreError::UnknownStage("nowhere".into()).into();
         assert!(matches!(e, ApiError::InvalidInput { ref field, .. } if field == "stage"));
