@@ -587,13 +587,12 @@ impl Replica {
 }
 
 impl Replica {
-    /// One whole sync on the current (worker) thread; the listener is told after the core
-    /// replica is released.
+    /// One whole sync on the current (worker) thread; other calls may run between its
+    /// round trips, and the listener is told after the core replica is released.
     fn sync_blocking(&self, server_url: &str, device_token: &str) -> Result<SyncReport> {
-        let report = self.edit(
-            |core| remote::sync(core, server_url, device_token),
-            |report| report.changed_clients.clone(),
-        )?;
+        // The core holds the lock only between network round trips.
+        let report = remote::sync(&self.core, server_url, device_token)?;
+        self.notify(report.changed_clients.clone());
         Ok(report.into())
     }
 

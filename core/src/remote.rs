@@ -74,7 +74,7 @@ fn post(
             .ok()
             .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
             .unwrap_or_else(|| text.into_owned());
-        return Err(if status == 401 || status == 403 {
+        return Err(if status == 401 || status == 403 || status == 409 {
             Error::NotPermitted(format!("server: {message}"))
         } else if status == 422 {
             Error::Incomplete(message)
@@ -94,22 +94,49 @@ pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Re
     Ok(replica)
 }
 
+/// How [`sync`] reaches the replica: directly, or through a mutex that it holds only while
+/// building a request and applying a response, never during network I/O (so an app's
+/// other calls go on while a sync waits for the server).
+pub trait ReplicaAccess {
+    /// Runs `f` with the replica.
+    fn with<T>(&mut self, f: impl FnOnce(&mut Replica) -> Result<T>) -> Result<T>;
+}
+
+impl ReplicaAccess for &mut Replica {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Replica) -> Result<T>) -> Result<T> {
+        f(self)
+    }
+}
+
+impl ReplicaAccess for &std::sync::Mutex<Replica> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Replica) -> Result<T>) -> Result<T> {
+        // Every change is one SQLite transaction and in-memory state is swapped only after
+        // it committed, so a replica whose lock holder panicked is still consistent.
+        let mut guard = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
 /// Syncs until quiet: uploads the outbox, applies the server's answers and every change
 /// since the cursor, and repeats while the server has more (at most [`MAX_ROUNDS`]).
-pub fn sync(replica: &mut Replica, server: &str, token: &str) -> Result<SyncReport> {
+/// Local edits made while a request is under way are kept: their documents stay in the
+/// outbox and go up in the next round.
+pub fn sync(mut replica: impl ReplicaAccess, server: &str, token: &str) -> Result<SyncReport> {
     // One agent for the whole sync: its connection is reused between rounds.
     let agent = agent(REQUEST_TIMEOUT);
     let mut report = SyncReport::default();
     let mut resent = false;
     for _ in 0..MAX_ROUNDS {
-        let request = replica.sync_request()?;
+        let request = replica.with(|r| r.sync_request())?;
         let body = request.encode();
         let answer = match post(&agent, server, token, "/v1/sync", &body) {
             // The server lacks changes it once acknowledged (e.g. restored from a backup):
             // forget what it acknowledged and send these documents whole next round.
             Err(Error::Incomplete(_)) if !resent => {
                 resent = true;
-                replica.forget_acknowledged(&request)?;
+                replica.with(|r| r.forget_acknowledged(&request))?;
                 report.requests += 1;
                 continue;
             }
@@ -119,7 +146,7 @@ pub fn sync(replica: &mut Replica, server: &str, token: &str) -> Result<SyncRepo
         report.bytes_sent += body.len();
         report.bytes_received += answer.len();
         let response = SyncResponse::decode(&answer)?;
-        let progress = replica.apply_sync_response(&request, response)?;
+        let progress = replica.with(|r| r.apply_sync_response(&request, response))?;
         report.uploaded += request
             .docs
             .iter()
