@@ -275,9 +275,8 @@ impl Replica {
                     doc: id.to_string(),
                     reason,
                 };
-                let mut doc = AutoCommit::new();
-                doc.load_incremental(&entry.data)
-                    .map_err(|e| corrupt(e.to_string()))?;
+                // A strict load (no partial loads): the bytes are stored as they came.
+                let mut doc = AutoCommit::load(&entry.data).map_err(|e| corrupt(e.to_string()))?;
                 if doc.get_heads().is_empty() {
                     return Err(corrupt("no complete change".into()));
                 }
@@ -287,12 +286,13 @@ impl Replica {
                     Error::CorruptDocument { reason, .. } => corrupt(reason),
                     other => other,
                 })?;
-                documents::save(
+                // The bundle carries each client as one compact save: stored as it came.
+                documents::insert_snapshot(
                     tx,
                     &entry.doc_id,
                     DocKind::Client,
-                    client.doc_mut(),
-                    None,
+                    &entry.data,
+                    &changes,
                     now,
                 )?;
                 let view = fold(&client, &team, now)?;

@@ -233,7 +233,7 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
-            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors;
+            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -477,7 +477,7 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
-            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; PRAGMA user_version = 2;",
+            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage; PRAGMA user_version = 2;",
         )
         .unwrap();
     }

@@ -69,6 +69,24 @@ pub fn ids(conn: &Connection, kind: DocKind) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Stores a new document from its saved bytes as they arrived (a provisioning bundle's
+/// compact snapshot), with the actors of its `changes`: nothing is re-encoded.
+pub fn insert_snapshot(
+    tx: &Transaction,
+    doc_id: &str,
+    kind: DocKind,
+    snapshot: &[u8],
+    changes: &[automerge::Change],
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
+        params![doc_id, kind.as_str(), snapshot, now],
+    )?;
+    record_actors(tx, doc_id, changes)?;
+    log_change(tx, doc_id)
+}
+
 /// Saves what changed in `doc` since `before` (the heads it had when it was loaded, or
 /// `None` for a new document). Returns whether anything changed.
 pub fn save(

@@ -133,6 +133,8 @@ CREATE UNIQUE INDEX change_log_seq ON change_log(seq);
 INSERT INTO change_log(doc_id, seq)
     SELECT doc_id, row_number() OVER (ORDER BY updated_at, doc_id) FROM documents;
 CREATE TABLE peer_heads (doc_id TEXT PRIMARY KEY, heads BLOB NOT NULL);
+-- The flow report reads stays per stage: a covering index.
+CREATE INDEX stage_visits_stage ON stage_visits(stage, client_id, entered_at, left_at);
 CREATE TABLE doc_actors (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     actor TEXT NOT NULL,
