@@ -354,17 +354,29 @@ impl ClientDoc {
     }
 
     /// Wraps a loaded document, checking that it is a client of `team`.
+    /// Only the identity is read here; the whole document is hydrated (and its schema
+    /// checked) by [`ClientDoc::record`], which every fold calls.
     pub fn from_doc(doc: AutoCommit, expected: Option<(ClientId, TeamId)>) -> Result<Self> {
         let this = ClientDoc { doc };
-        let record = this.record()?;
+        let text = |key: &str| -> Option<String> {
+            match this.doc.get(ROOT, key) {
+                Ok(Some((automerge::Value::Scalar(v), _))) => v.as_str().map(str::to_string),
+                _ => None,
+            }
+        };
+        let (Some(doc_id), Some(doc_team)) = (text("id"), text("team")) else {
+            return Err(Error::CorruptDocument {
+                doc: expected
+                    .map(|(id, _)| id.to_string())
+                    .unwrap_or_else(|| "client".into()),
+                reason: "not a client document (no id or team)".into(),
+            });
+        };
         if let Some((id, team)) = expected {
-            if record.id != id.to_string() || record.team != team.to_string() {
+            if doc_id != id.to_string() || doc_team != team.to_string() {
                 return Err(Error::CorruptDocument {
                     doc: id.to_string(),
-                    reason: format!(
-                        "document says it is client {} of team {}",
-                        record.id, record.team
-                    ),
+                    reason: format!("document says it is client {doc_id} of team {doc_team}"),
                 });
             }
         }
