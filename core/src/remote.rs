@@ -45,15 +45,15 @@ fn network(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Network(format!("{url}: {e}"))
 }
 
-/// Sends `body` to `path` and returns the response bytes; 4xx/5xx become errors with the
-/// server's message.
-fn post(
+/// Sends `body` to `path`; a 4xx/5xx answer becomes an error with the server's message.
+/// Returns the response, whose body is still to be read.
+fn send(
     agent: &ureq::Agent,
     server: &str,
     token: &str,
     path: &str,
     body: &[u8],
-) -> Result<Vec<u8>> {
+) -> Result<(String, ureq::http::Response<ureq::Body>)> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let mut response = agent
         .post(&url)
@@ -62,13 +62,13 @@ fn post(
         .send(body)
         .map_err(|e| network(&url, e))?;
     let status = response.status().as_u16();
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .map_err(|e| network(&url, e))?;
     if status >= 400 {
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| network(&url, e))?;
         let text = String::from_utf8_lossy(&bytes);
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -82,14 +82,37 @@ fn post(
             Error::Network(format!("server answered {status}: {message}"))
         });
     }
-    Ok(bytes)
+    Ok((url, response))
+}
+
+/// Sends `body` to `path` and returns the response bytes (see [`send`]).
+fn post(
+    agent: &ureq::Agent,
+    server: &str,
+    token: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    let (url, mut response) = send(agent, server, token, path, body)?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .map_err(|e| network(&url, e))
 }
 
 /// Creates a replica at `path` for the device `token` was issued for (the new-phone fast
-/// path: one provisioning bundle, written in one transaction), and remembers the server.
+/// path: one provisioning bundle, read from the connection one document at a time and
+/// written in one transaction), and remembers the server.
 pub fn join(path: &Path, server: &str, token: &str, clock: Arc<dyn Clock>) -> Result<Replica> {
-    let bundle = post(&agent(REQUEST_TIMEOUT), server, token, "/v1/join", &[])?;
-    let mut replica = Replica::join(path, &bundle, clock)?;
+    let (_, mut response) = send(&agent(REQUEST_TIMEOUT), server, token, "/v1/join", &[])?;
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(crate::bundle::MAX_BUNDLE_BYTES as u64)
+        .reader();
+    let mut replica = Replica::join_from(path, std::io::BufReader::new(body), clock)?;
     replica.set_server(server, token)?;
     Ok(replica)
 }

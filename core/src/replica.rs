@@ -12,7 +12,9 @@ use std::sync::Arc;
 use automerge::{transaction::CommitOptions, ActorId, AutoCommit, ChangeHash};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{Bundle, BundleEntry, BundleHeader, BundleKind, Provision};
+use crate::bundle::{
+    Bundle, BundleEntry, BundleHeader, BundleKind, BundleReader, DocSummary, Provision,
+};
 use crate::client::{
     Approval, ClientDoc, EventList, FieldConflict, Handover, Note, NoteKind, OnboardingTask, Quote,
     StageTransition, TaskDone, PROFILE_FIELDS,
@@ -208,22 +210,39 @@ impl Replica {
     /// Creates a replica from a device-provisioning bundle made by an admin with
     /// [`Replica::provision_device`].
     pub fn join(path: &Path, provisioning: &[u8], clock: Arc<dyn Clock>) -> Result<Self> {
-        let bundle = Bundle::decode(provisioning)?;
-        let Some(provision) = bundle.header.provision.clone() else {
+        Self::join_from(path, provisioning, clock)
+    }
+
+    /// Like [`Replica::join`], reading the bundle from a stream (a sync server's answer)
+    /// one document at a time: a new phone never holds the whole bundle. Everything is
+    /// written in one transaction, committed only after the bundle's checksum has been
+    /// verified at its end; on any error the new file is removed.
+    ///
+    /// A client document that comes with a [`DocSummary`] (its heads, actors and
+    /// read-model rows, as the provisioning replica folded them) is stored as it came,
+    /// without being loaded: the bundle is the team authority's snapshot (ADR 0006). A
+    /// document without one is loaded strictly, checked and folded here.
+    pub fn join_from(
+        path: &Path,
+        provisioning: impl std::io::Read,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let mut reader = BundleReader::new(provisioning)?;
+        let header = reader.header().clone();
+        let Some(provision) = header.provision.clone() else {
             return Err(Error::BadBundle(
                 "not a provisioning bundle: ask an admin for `fieldsync device add`".into(),
             ));
         };
-        let team_entry = bundle
-            .entries
-            .iter()
-            .find(|e| e.kind == DocKind::Team)
-            .ok_or_else(|| Error::BadBundle("has no team document".into()))?;
+        let team_entry = reader
+            .next_entry()?
+            .filter(|e| e.kind == DocKind::Team)
+            .ok_or_else(|| Error::BadBundle("does not start with the team document".into()))?;
         let mut doc = AutoCommit::new();
         doc.load_incremental(&team_entry.data)
             .map_err(|e| Error::BadBundle(format!("team document: {e}")))?;
-        let mut team = TeamDoc::from_doc(doc, &bundle.header.founder)?;
-        if team.team().id != bundle.header.team {
+        let mut team = TeamDoc::from_doc(doc, &header.founder)?;
+        if team.team().id != header.team {
             return Err(Error::BadBundle(
                 "team document does not match the header".into(),
             ));
@@ -248,57 +267,39 @@ impl Replica {
             ));
         }
         let actor = parse_actor(&provision.actor)?;
-        let team_id = team.id()?;
         let team_key = team_doc_id(team.team());
         let now = clock.now_ms();
         let mut store = Store::create(path)?;
-        // Everything in one transaction, one client at a time: a new phone never holds
-        // more than one document in memory besides the bundle.
+        // One transaction, one client at a time.
         let written = store.write(|tx| {
             meta_set(tx, "team_id", &team.team().id)?;
             meta_set(tx, "user_id", &user.to_string())?;
             meta_set(tx, "actor", &provision.actor)?;
-            meta_set(tx, "founder", &bundle.header.founder)?;
+            meta_set(tx, "founder", &header.founder)?;
             documents::save(tx, &team_key, DocKind::Team, team.doc_mut(), None, now)?;
             if provision.cursor.is_some() {
                 documents::set_peer_heads(tx, &team_key, &team.doc_mut().get_heads())?;
             }
             let mut seen = std::collections::HashSet::new();
-            for entry in bundle.entries.iter().filter(|e| e.kind == DocKind::Client) {
+            while let Some(entry) = reader.next_entry()? {
+                if entry.kind != DocKind::Client {
+                    return Err(Error::BadBundle("a second team document".into()));
+                }
                 let id: ClientId = entry.doc_id.parse().map_err(|_| {
                     Error::BadBundle(format!("{:?} is not a client id", entry.doc_id))
                 })?;
                 if !seen.insert(id) {
                     return Err(Error::BadBundle(format!("client {id} appears twice")));
                 }
-                let corrupt = |reason: String| Error::CorruptDocument {
-                    doc: id.to_string(),
-                    reason,
+                let heads = match entry.summary {
+                    Some(summary) => {
+                        store_summarized(tx, &entry.doc_id, &entry.data, &summary, now)?;
+                        summary.heads
+                    }
+                    None => store_checked(tx, id, &entry.data, &team, now)?,
                 };
-                // A strict load (no partial loads): the bytes are stored as they came.
-                let mut doc = AutoCommit::load(&entry.data).map_err(|e| corrupt(e.to_string()))?;
-                if doc.get_heads().is_empty() {
-                    return Err(corrupt("no complete change".into()));
-                }
-                let mut client = ClientDoc::from_doc(doc, Some((id, team_id)))?;
-                let changes = client.doc_mut().get_changes(&[]);
-                client.check_received(&changes).map_err(|e| match e {
-                    Error::CorruptDocument { reason, .. } => corrupt(reason),
-                    other => other,
-                })?;
-                // The bundle carries each client as one compact save: stored as it came.
-                documents::insert_snapshot(
-                    tx,
-                    &entry.doc_id,
-                    DocKind::Client,
-                    &entry.data,
-                    &changes,
-                    now,
-                )?;
-                let view = fold(&client, &team, now)?;
-                read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 if provision.cursor.is_some() {
-                    documents::set_peer_heads(tx, &entry.doc_id, &client.doc_mut().get_heads())?;
+                    documents::set_peer_heads(tx, &entry.doc_id, &heads)?;
                 }
             }
             if let Some(cursor) = provision.cursor {
@@ -450,6 +451,76 @@ fn clients_to_refold(
     } else {
         documents::docs_by_actors(conn, &after.new_actors(before))
     }
+}
+
+/// Stores a provisioning bundle's client document with its summary, as it came: the
+/// bytes, heads and actors, and the read-model rows (ADR 0006).
+fn store_summarized(
+    tx: &rusqlite::Transaction,
+    doc_id: &str,
+    data: &[u8],
+    summary: &DocSummary,
+    now: i64,
+) -> Result<()> {
+    if summary.rows.id != doc_id || summary.heads.is_empty() || data.is_empty() {
+        return Err(Error::BadBundle(format!(
+            "the summary of client {doc_id} does not describe it"
+        )));
+    }
+    documents::insert_snapshot(
+        tx,
+        doc_id,
+        DocKind::Client,
+        data,
+        &summary.heads,
+        &summary.actors,
+        now,
+    )?;
+    read_model::write(tx, &summary.rows)
+}
+
+/// Stores a bundle's client document after loading it strictly (no partial loads), checking
+/// its schema and that no change rewrites an event, and folding it. Returns its heads.
+fn store_checked(
+    tx: &rusqlite::Transaction,
+    id: ClientId,
+    data: &[u8],
+    team: &TeamDoc,
+    now: i64,
+) -> Result<Vec<ChangeHash>> {
+    let corrupt = |reason: String| Error::CorruptDocument {
+        doc: id.to_string(),
+        reason,
+    };
+    let mut doc = AutoCommit::load(data).map_err(|e| corrupt(e.to_string()))?;
+    let heads = doc.get_heads();
+    if heads.is_empty() {
+        return Err(corrupt("no complete change".into()));
+    }
+    let mut client = ClientDoc::from_doc(doc, Some((id, team.id()?)))?;
+    let changes = client.doc_mut().get_changes(&[]);
+    client.check_received(&changes).map_err(|e| match e {
+        Error::CorruptDocument { reason, .. } => corrupt(reason),
+        other => other,
+    })?;
+    let actors: std::collections::BTreeSet<String> = changes
+        .iter()
+        .map(|c| c.actor_id().to_hex_string())
+        .collect();
+    let actors: Vec<String> = actors.into_iter().collect();
+    // Stored as it came: the bytes are not re-encoded.
+    documents::insert_snapshot(
+        tx,
+        &id.to_string(),
+        DocKind::Client,
+        data,
+        &heads,
+        &actors,
+        now,
+    )?;
+    let view = fold(&client, team, now)?;
+    read_model::upsert_client(tx, &view, &team.team().pipeline)?;
+    Ok(heads)
 }
 
 /// Re-folds clients into the read model (after the team document changed).

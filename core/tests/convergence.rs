@@ -1316,6 +1316,7 @@ fn client_bundle(r: &Replica, id: &ClientId, doc: &mut ClientDoc) -> Vec<u8> {
             kind: DocKind::Client,
             doc_id: id.to_string(),
             data: doc.doc_mut().save(),
+            summary: None,
         }],
     }
     .encode()

@@ -233,6 +233,7 @@ fn forge_client(
             kind: DocKind::Client,
             doc_id: id.to_string(),
             data: doc.save(),
+            summary: None,
         }],
     )
 }
@@ -258,6 +259,7 @@ fn forge_team(r: &Replica, f: impl FnOnce(&mut Team)) -> Vec<u8> {
             kind: DocKind::Team,
             doc_id,
             data,
+            summary: None,
         }],
     )
 }
@@ -2544,6 +2546,7 @@ fn a_bundle_with_one_bad_document_changes_nothing_at_all() {
         kind: DocKind::Client,
         doc_id: ClientId::random().to_string(),
         data: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5, 6, 7],
+        summary: None,
     });
     let before = snapshot(&b);
     let err = b.import(&bundle.encode()).unwrap_err();
@@ -2563,6 +2566,7 @@ fn a_bundle_with_one_bad_document_changes_nothing_at_all() {
         kind: DocKind::Client,
         doc_id: ClientId::random().to_string(),
         data,
+        summary: None,
     });
     assert!(b.import(&bundle.encode()).is_err());
     assert_eq!(snapshot(&b), before);

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fieldsync_core::bundle::Bundle;
 use fieldsync_core::client::NoteKind;
 use fieldsync_core::pipeline::Template;
 use fieldsync_core::store::documents::{self, COMPACT_AFTER};
@@ -234,7 +235,7 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
             "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
-             PRAGMA user_version = 1;",
+             ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -477,7 +478,8 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
-            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage; PRAGMA user_version = 2;",
+            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
+             ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -494,4 +496,92 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     let written =
         fieldsync_core::store::documents::docs_by_actors(r.store().conn(), &[actor]).unwrap();
     assert_eq!(written.len(), ids.len());
+}
+
+/// Everything a phone shows from its read model, and every client opened from its document.
+fn read_model_of(r: &Replica, ids: &[ClientId]) -> String {
+    let opened: Vec<_> = ids.iter().map(|id| r.client(id).unwrap()).collect();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        r.list(&ClientFilter::default()).unwrap(),
+        r.board().unwrap(),
+        r.report().unwrap(),
+        r.search("华强").unwrap(),
+        r.search("感兴趣").unwrap(),
+        r.duplicates().unwrap(),
+        opened,
+    )
+}
+
+/// The same provisioning bundle without its summaries: every document loaded and folded.
+fn without_summaries(bundle: &[u8]) -> Vec<u8> {
+    let mut b = Bundle::decode(bundle).unwrap();
+    assert!(b.entries.iter().skip(1).all(|e| e.summary.is_some()));
+    for e in &mut b.entries {
+        e.summary = None;
+    }
+    b.encode()
+}
+
+#[test]
+fn a_phone_joined_from_summaries_shows_what_folding_every_document_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let admin_path = dir.path().join("admin.db");
+    let ids = populated(&admin_path, &clock);
+    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let me = admin.identity().user_id.parse().unwrap();
+    let bundle = admin.provision_device(me).unwrap();
+    let fast = Replica::join(&dir.path().join("fast.db"), &bundle, clock.clone()).unwrap();
+    let full = Replica::join(
+        &dir.path().join("full.db"),
+        &without_summaries(&bundle),
+        clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(read_model_of(&fast, &ids), read_model_of(&full, &ids));
+    assert_eq!(read_model_of(&fast, &ids), read_model_of(&admin, &ids));
+    assert_eq!(fast.heads().unwrap(), full.heads().unwrap());
+    // The stored documents load and take edits like any other.
+    let mut fast = fast;
+    fast.add_note(&ids[1], NoteKind::Call, "回访：白云电器要报价")
+        .unwrap();
+    assert_eq!(fast.search("白云电器要报价").unwrap().len(), 1);
+}
+
+#[test]
+fn a_version_3_replica_provisions_devices_from_documents_stored_without_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let old = dir.path().join("old.db");
+    let ids = populated(&old, &clock);
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch("ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let mut admin = Replica::open(&old, clock.clone()).unwrap();
+    assert_eq!(user_version(&old), SCHEMA_VERSION);
+    let me = admin.identity().user_id.parse().unwrap();
+    let bundle = admin.provision_device(me).unwrap();
+    let phone = Replica::join(&dir.path().join("phone.db"), &bundle, clock.clone()).unwrap();
+    assert_eq!(read_model_of(&phone, &ids), read_model_of(&admin, &ids));
+    assert_eq!(phone.heads().unwrap(), admin.heads().unwrap());
+}
+
+#[test]
+fn a_summary_that_describes_another_client_is_refused_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let admin_path = dir.path().join("admin.db");
+    populated(&admin_path, &clock);
+    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let me = admin.identity().user_id.parse().unwrap();
+    let mut b = Bundle::decode(&admin.provision_device(me).unwrap()).unwrap();
+    let other = b.entries[2].summary.clone();
+    b.entries[1].summary = other;
+    let phone = dir.path().join("phone.db");
+    let err = Replica::join(&phone, &b.encode(), clock.clone()).unwrap_err();
+    assert!(matches!(err, Error::BadBundle(_)), "{err}");
+    assert!(!phone.exists());
 }

@@ -315,6 +315,7 @@ impl Hub {
                     kind: d.kind,
                     doc_id: d.doc_id.clone(),
                     data: d.changes.clone(),
+                    summary: None,
                 });
             }
         }

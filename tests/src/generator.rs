@@ -538,6 +538,7 @@ pub fn import_clients(
                 kind: DocKind::Client,
                 doc_id: c.id.to_string(),
                 data: c.doc.save(),
+                summary: None,
             })
             .collect(),
     };

@@ -1,6 +1,8 @@
 //! Team administration on a replica: users, departures, devices, visibility.
 
 use super::*;
+use crate::bundle::BundleWriter;
+use crate::store::read_model::ClientRows;
 
 impl Replica {
     // ----- team administration -------------------------------------------------------
@@ -134,22 +136,67 @@ impl Replica {
             .filter(|row| self.may_see(&user, row))
             .map(|row| row.id)
             .collect();
-        let (mut bundle, heads) = self.bundle_of(&visible, None)?;
         let cursor = if with_cursor {
             Some(documents::current_seq(self.store.conn())?)
         } else {
             None
         };
-        bundle.header.provision = Some(Provision {
-            user: user.to_string(),
-            actor: actor.clone(),
-            cursor,
+        let mut bundle = BundleWriter::new(&BundleHeader {
+            kind: BundleKind::Changes,
+            team: self.team().id.clone(),
+            founder: self.team.founder().to_string(),
+            from_user: self.me.to_string(),
+            created_at: self.now(),
+            provision: Some(Provision {
+                user: user.to_string(),
+                actor: actor.clone(),
+                cursor,
+            }),
         });
+        let mut heads = Vec::with_capacity(visible.len() + 1);
+        let team_key = team_doc_id(self.team());
+        let mut team_doc = self.team.doc().clone();
+        bundle.entry(DocKind::Team, &team_key, &team_doc.save(), None);
+        heads.push((team_key, team_doc.get_heads()));
+        for id in visible {
+            let Some((data, summary)) = self.summarize(&id)? else {
+                continue;
+            };
+            bundle.entry(DocKind::Client, &id, &data, Some(&summary));
+            heads.push((id, summary.heads));
+        }
         Ok(Provisioned {
-            bundle: bundle.encode(),
+            bundle: bundle.finish(),
             actor,
             heads,
         })
+    }
+
+    /// A client document's stored bytes and its [`DocSummary`], read without loading the
+    /// document; one stored before schema 4 (no heads) is loaded and folded instead.
+    fn summarize(&self, id: &str) -> Result<Option<(Vec<u8>, DocSummary)>> {
+        let conn = self.store.conn();
+        let Some(stored) = documents::stored(conn, id)? else {
+            return Ok(None);
+        };
+        let (heads, rows) = match (stored.heads, read_model::read(conn, id)?) {
+            (Some(heads), Some(rows)) => (heads, rows),
+            _ => {
+                let Some(doc) = documents::load(conn, id)? else {
+                    return Ok(None);
+                };
+                let mut client = ClientDoc::from_doc(doc, None)?;
+                let view = fold(&client, &self.team, self.now())?;
+                let heads = client.doc_mut().get_heads();
+                (heads, ClientRows::of(&view, &self.team().pipeline))
+            }
+        };
+        let summary = DocSummary {
+            heads,
+            actors: documents::actors(conn, id)?,
+            rows,
+        };
+        Ok(Some((stored.bytes, summary)))
     }
 
     /// Whether `user` may see a client: owner, collaborator or supervisor; a manager

@@ -39,6 +39,7 @@ impl Replica {
                 kind,
                 doc_id: doc_id.to_string(),
                 data,
+                summary: None,
             });
         };
         let team_id = team_doc_id(self.team());
@@ -67,7 +68,12 @@ impl Replica {
         let mut entries = Vec::new();
         let mut push = |kind, doc_id: String, mut doc: AutoCommit| {
             let data = doc.get_heads().iter().flat_map(|h| h.0).collect();
-            entries.push(BundleEntry { kind, doc_id, data });
+            entries.push(BundleEntry {
+                kind,
+                doc_id,
+                data,
+                summary: None,
+            });
         };
         push(
             DocKind::Team,

@@ -138,6 +138,7 @@ impl Replica {
                 kind: d.kind,
                 doc_id: d.doc_id.clone(),
                 data: d.changes.clone(),
+                summary: None,
             })
             .collect();
         let prepared = self.prepare_import(&entries, false)?;

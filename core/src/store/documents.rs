@@ -70,20 +70,33 @@ pub fn ids(conn: &Connection, kind: DocKind) -> Result<Vec<String>> {
 }
 
 /// Stores a new document from its saved bytes as they arrived (a provisioning bundle's
-/// compact snapshot), with the actors of its `changes`: nothing is re-encoded.
+/// entry), with its heads and the actors that wrote it: nothing is decoded or re-encoded.
 pub fn insert_snapshot(
     tx: &Transaction,
     doc_id: &str,
     kind: DocKind,
     snapshot: &[u8],
-    changes: &[automerge::Change],
+    heads: &[ChangeHash],
+    actors: &[String],
     now: i64,
 ) -> Result<()> {
-    tx.execute(
-        "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
-        params![doc_id, kind.as_str(), snapshot, now],
+    tx.prepare_cached(
+        "INSERT INTO documents(doc_id, kind, snapshot, heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        doc_id,
+        kind.as_str(),
+        snapshot,
+        encode_heads(heads),
+        now
+    ])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO doc_actors(doc_id, actor) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
-    record_actors(tx, doc_id, changes)?;
+    for actor in actors {
+        stmt.execute(params![doc_id, actor])?;
+    }
     log_change(tx, doc_id)
 }
 
@@ -97,10 +110,12 @@ pub fn save(
     before: Option<&[ChangeHash]>,
     now: i64,
 ) -> Result<bool> {
+    let heads = encode_heads(&doc.get_heads());
     let Some(before) = before else {
         tx.execute(
-            "INSERT INTO documents(doc_id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
-            params![doc_id, kind.as_str(), doc.save(), now],
+            "INSERT INTO documents(doc_id, kind, snapshot, heads, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![doc_id, kind.as_str(), doc.save(), heads, now],
         )?;
         record_actors(tx, doc_id, &doc.get_changes(&[]))?;
         log_change(tx, doc_id)?;
@@ -111,29 +126,72 @@ pub fn save(
     }
     record_actors(tx, doc_id, &doc.get_changes(before))?;
     let chunk = doc.save_after(before);
-    let (count, next): (i64, i64) = tx.query_row(
-        "SELECT count(*), coalesce(max(seq), 0) + 1 FROM doc_changes WHERE doc_id = ?1",
-        [doc_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (count, next): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT count(*), coalesce(max(seq), 0) + 1 FROM doc_changes WHERE doc_id = ?1",
+        )?
+        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if count + 1 >= COMPACT_AFTER {
         tx.execute(
-            "UPDATE documents SET snapshot = ?2, updated_at = ?3 WHERE doc_id = ?1",
-            params![doc_id, doc.save(), now],
+            "UPDATE documents SET snapshot = ?2, heads = ?3, updated_at = ?4 WHERE doc_id = ?1",
+            params![doc_id, doc.save(), heads, now],
         )?;
         tx.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
     } else {
-        tx.execute(
-            "INSERT INTO doc_changes(doc_id, seq, data) VALUES (?1, ?2, ?3)",
-            params![doc_id, next, chunk],
-        )?;
-        tx.execute(
-            "UPDATE documents SET updated_at = ?2 WHERE doc_id = ?1",
-            params![doc_id, now],
-        )?;
+        tx.prepare_cached("INSERT INTO doc_changes(doc_id, seq, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![doc_id, next, chunk])?;
+        tx.prepare_cached("UPDATE documents SET heads = ?2, updated_at = ?3 WHERE doc_id = ?1")?
+            .execute(params![doc_id, heads, now])?;
     }
     log_change(tx, doc_id)?;
     Ok(true)
+}
+
+/// A document as stored, read without loading it (see [`stored`]).
+#[derive(Debug)]
+pub struct StoredDoc {
+    /// The snapshot followed by the incremental chunks saved since (automerge loads the
+    /// concatenation as one document).
+    pub bytes: Vec<u8>,
+    /// Its heads, when the row has them (rows written before schema 4 do not).
+    pub heads: Option<Vec<ChangeHash>>,
+}
+
+/// A document's bytes and heads as stored, or `None` if it is not stored.
+pub fn stored(conn: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT snapshot, heads FROM documents WHERE doc_id = ?1")?
+        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((mut bytes, heads)) = row else {
+        return Ok(None);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    for chunk in stmt.query_map([doc_id], |r| r.get::<_, Vec<u8>>(0))? {
+        bytes.extend_from_slice(&chunk?);
+    }
+    Ok(Some(StoredDoc {
+        bytes,
+        heads: heads.map(|h| decode_heads(&h)),
+    }))
+}
+
+/// The heads stored with a document, if the row has them (see [`stored`]).
+pub fn stored_heads(conn: &Connection, doc_id: &str) -> Result<Option<Vec<ChangeHash>>> {
+    let heads: Option<Option<Vec<u8>>> = conn
+        .prepare_cached("SELECT heads FROM documents WHERE doc_id = ?1")?
+        .query_row([doc_id], |r| r.get(0))
+        .optional()?;
+    Ok(heads.flatten().map(|h| decode_heads(&h)))
+}
+
+/// The actors (hex) that wrote a document, as recorded when it was stored.
+pub fn actors(conn: &Connection, doc_id: &str) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT actor FROM doc_actors WHERE doc_id = ?1 ORDER BY actor")?;
+    let rows = stmt.query_map([doc_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records which actors wrote `changes` of a document.
@@ -166,12 +224,12 @@ pub fn docs_by_actors(conn: &Connection, actors: &[String]) -> Result<Vec<String
 
 /// Moves a document to the end of the change log.
 fn log_change(tx: &Transaction, doc_id: &str) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO change_log(doc_id, seq)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM change_log))
          ON CONFLICT(doc_id) DO UPDATE SET seq = excluded.seq",
-        [doc_id],
-    )?;
+    )?
+    .execute([doc_id])?;
     Ok(())
 }
 
@@ -223,11 +281,11 @@ pub fn peer_heads(conn: &Connection, doc_id: &str) -> Result<Vec<ChangeHash>> {
 
 /// Records the heads a sync server acknowledged for a document.
 pub fn set_peer_heads(tx: &Transaction, doc_id: &str, heads: &[ChangeHash]) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO peer_heads(doc_id, heads) VALUES (?1, ?2)
          ON CONFLICT(doc_id) DO UPDATE SET heads = excluded.heads",
-        params![doc_id, encode_heads(heads)],
-    )?;
+    )?
+    .execute(params![doc_id, encode_heads(heads)])?;
     Ok(())
 }
 

@@ -47,23 +47,146 @@ pub struct ClientFilter {
     pub overdue_at: Option<i64>,
 }
 
+/// One client's rows in the read model, derived from its fold. A sync server sends these
+/// with each document of a provisioning bundle, so that a new phone fills its read model
+/// without loading and folding every document (docs/protocol.md, ADR 0006).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRows {
+    /// Client id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Company.
+    pub company: String,
+    /// Normalised phone, email and company, for duplicate detection.
+    pub phone_norm: Option<String>,
+    /// See `phone_norm`.
+    pub email_norm: Option<String>,
+    /// See `phone_norm`.
+    pub company_norm: Option<String>,
+    /// Owner (user id).
+    pub owner: String,
+    /// Supervisor.
+    pub supervisor: Option<String>,
+    /// Current stage key.
+    pub stage: String,
+    /// Entered the current stage at.
+    pub stage_entered_at: i64,
+    /// SLA deadline, if pending.
+    pub due_at: Option<i64>,
+    /// Created at.
+    pub created_at: i64,
+    /// First entered a won stage at.
+    pub won_at: Option<i64>,
+    /// Entered the current lost stage at.
+    pub lost_at: Option<i64>,
+    /// Why it was lost.
+    pub loss_reason: Option<String>,
+    /// Concurrent stage moves need review.
+    pub concurrent_moves: bool,
+    /// Concurrent handovers need review.
+    pub concurrent_handovers: bool,
+    /// Number of field conflicts.
+    pub conflicts: i64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Collaborators (user ids).
+    pub collaborators: Vec<String>,
+    /// Stays along the effective path: `(stage, entered_at, left_at)`.
+    pub visits: Vec<(String, i64, Option<i64>)>,
+    /// Stage transitions.
+    pub transitions: Vec<TransitionRow>,
+    /// The text search indexes: profile, tags and the communication history.
+    pub search: String,
+}
+
+/// One stage transition of [`ClientRows`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionRow {
+    /// Event id.
+    pub id: String,
+    /// From stage.
+    pub from: String,
+    /// To stage.
+    pub to: String,
+    /// When.
+    pub at: i64,
+    /// Moved along no edge of the pipeline (the exception channel).
+    pub skipped: bool,
+    /// On the effective path (not superseded by a concurrent move).
+    pub effective: bool,
+}
+
+impl ClientRows {
+    /// The rows of a folded client.
+    pub fn of(view: &ClientView, pipeline: &Pipeline) -> Self {
+        let field = |k: &str| view.profile.get(k).map(String::as_str).unwrap_or("");
+        let kind_of = |stage: &str| pipeline.find(stage).map(|s| s.kind());
+        let lost = kind_of(&view.stage) == Some(StageKind::Lost);
+        let mut search: Vec<&str> = view.profile.values().map(String::as_str).collect();
+        search.extend(view.tags.iter().map(String::as_str));
+        search.extend(view.notes.iter().map(|n| n.text.as_str()));
+        ClientRows {
+            id: view.id.clone(),
+            name: view.name().to_string(),
+            company: field("company").to_string(),
+            phone_norm: normalize_phone(field("phone")),
+            email_norm: normalize_email(field("email")),
+            company_norm: normalize_company(field("company")),
+            owner: view.owner.clone(),
+            supervisor: view.supervisor.clone(),
+            stage: view.stage.clone(),
+            stage_entered_at: view.stage_entered_at,
+            due_at: view.due_at,
+            created_at: view.created_at,
+            won_at: view
+                .visits
+                .iter()
+                .find(|v| kind_of(&v.stage) == Some(StageKind::Won))
+                .map(|v| v.entered_at),
+            lost_at: lost.then_some(view.stage_entered_at),
+            loss_reason: view
+                .transitions
+                .iter()
+                .filter(|_| lost)
+                .find(|t| Some(&t.event.id) == view.current_transition.as_ref())
+                .and_then(|t| t.event.loss_reason.clone()),
+            concurrent_moves: view.concurrent_moves,
+            concurrent_handovers: view.concurrent_handovers,
+            conflicts: view.conflicts.len() as i64,
+            tags: view.tags.clone(),
+            collaborators: view.collaborators.clone(),
+            visits: view
+                .visits
+                .iter()
+                .map(|v| (v.stage.clone(), v.entered_at, v.left_at))
+                .collect(),
+            transitions: view
+                .transitions
+                .iter()
+                .map(|t| TransitionRow {
+                    id: t.event.id.clone(),
+                    from: t.event.from.clone(),
+                    to: t.event.to.clone(),
+                    at: t.event.at,
+                    skipped: t.event.skipped,
+                    effective: t.effective,
+                })
+                .collect(),
+            search: search.join("\n"),
+        }
+    }
+}
+
 /// Writes a client's rows from its fold.
 pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -> Result<()> {
-    let field = |k: &str| view.profile.get(k).map(String::as_str).unwrap_or("");
-    let kind_of = |stage: &str| pipeline.find(stage).map(|s| s.kind());
-    let won_at = view
-        .visits
-        .iter()
-        .find(|v| kind_of(&v.stage) == Some(StageKind::Won))
-        .map(|v| v.entered_at);
-    let lost = kind_of(&view.stage) == Some(StageKind::Lost);
-    let loss_reason = view
-        .transitions
-        .iter()
-        .filter(|_| lost)
-        .find(|t| Some(&t.event.id) == view.current_transition.as_ref())
-        .and_then(|t| t.event.loss_reason.clone());
-    tx.execute(
+    write(tx, &ClientRows::of(view, pipeline))
+}
+
+/// Writes a client's rows (replacing what was there).
+pub fn write(tx: &Transaction, rows: &ClientRows) -> Result<()> {
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
         "INSERT INTO clients(id, name, company, phone_norm, email_norm, company_norm, owner,
              supervisor, stage, stage_entered_at, due_at, created_at, won_at, lost_at,
              loss_reason, concurrent_moves, concurrent_handovers, conflicts, tags, collaborators)
@@ -79,60 +202,140 @@ pub fn upsert_client(tx: &Transaction, view: &ClientView, pipeline: &Pipeline) -
              concurrent_handovers = excluded.concurrent_handovers,
              conflicts = excluded.conflicts, tags = excluded.tags,
              collaborators = excluded.collaborators",
-        params![
-            view.id,
-            view.name(),
-            field("company"),
-            normalize_phone(field("phone")),
-            normalize_email(field("email")),
-            normalize_company(field("company")),
-            view.owner,
-            view.supervisor,
-            view.stage,
-            view.stage_entered_at,
-            view.due_at,
-            view.created_at,
-            won_at,
-            lost.then_some(view.stage_entered_at),
-            loss_reason,
-            view.concurrent_moves,
-            view.concurrent_handovers,
-            view.conflicts.len() as i64,
-            serde_json::to_string(&view.tags).unwrap_or_else(|_| "[]".into()),
-            serde_json::to_string(&view.collaborators).unwrap_or_else(|_| "[]".into()),
-        ],
-    )?;
-    tx.execute("DELETE FROM stage_visits WHERE client_id = ?1", [&view.id])?;
+    )?
+    .execute(params![
+        rows.id,
+        rows.name,
+        rows.company,
+        rows.phone_norm,
+        rows.email_norm,
+        rows.company_norm,
+        rows.owner,
+        rows.supervisor,
+        rows.stage,
+        rows.stage_entered_at,
+        rows.due_at,
+        rows.created_at,
+        rows.won_at,
+        rows.lost_at,
+        rows.loss_reason,
+        rows.concurrent_moves,
+        rows.concurrent_handovers,
+        rows.conflicts,
+        json(&rows.tags),
+        json(&rows.collaborators),
+    ])?;
+    tx.prepare_cached("DELETE FROM stage_visits WHERE client_id = ?1")?
+        .execute([&rows.id])?;
     let mut visit = tx.prepare_cached(
         "INSERT INTO stage_visits(client_id, seq, stage, entered_at, left_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for (seq, v) in view.visits.iter().enumerate() {
-        visit.execute(params![
-            view.id,
-            seq as i64,
-            v.stage,
-            v.entered_at,
-            v.left_at
-        ])?;
+    for (seq, (stage, entered_at, left_at)) in rows.visits.iter().enumerate() {
+        visit.execute(params![rows.id, seq as i64, stage, entered_at, left_at])?;
     }
-    tx.execute("DELETE FROM transitions WHERE client_id = ?1", [&view.id])?;
+    tx.prepare_cached("DELETE FROM transitions WHERE client_id = ?1")?
+        .execute([&rows.id])?;
     let mut transition = tx.prepare_cached(
         "INSERT INTO transitions(client_id, id, from_stage, to_stage, at, skipped, effective)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for t in &view.transitions {
+    for t in &rows.transitions {
         transition.execute(params![
-            view.id,
-            t.event.id,
-            t.event.from,
-            t.event.to,
-            t.event.at,
-            t.event.skipped,
+            rows.id,
+            t.id,
+            t.from,
+            t.to,
+            t.at,
+            t.skipped,
             t.effective
         ])?;
     }
-    write_search(tx, view)?;
+    // The search rows are keyed by the clients table's rowid (a lookup, not a scan).
+    let rowid: i64 = tx
+        .prepare_cached("SELECT rowid FROM clients WHERE id = ?1")?
+        .query_row([&rows.id], |r| r.get(0))?;
+    tx.prepare_cached("DELETE FROM client_search WHERE rowid = ?1")?
+        .execute([rowid])?;
+    tx.prepare_cached("INSERT INTO client_search(rowid, body) VALUES (?1, ?2)")?
+        .execute(params![rowid, rows.search])?;
     Ok(())
+}
+
+/// A client's rows as stored, or `None` if the client is not in the read model.
+pub fn read(conn: &Connection, id: &str) -> Result<Option<ClientRows>> {
+    let Some((rowid, mut rows)) = conn
+        .prepare_cached(
+            "SELECT rowid, id, name, company, phone_norm, email_norm, company_norm, owner,
+                    supervisor, stage, stage_entered_at, due_at, created_at, won_at, lost_at,
+                    loss_reason, concurrent_moves, concurrent_handovers, conflicts, tags,
+                    collaborators
+             FROM clients WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+                Ok(serde_json::from_str(&r.get::<_, String>(i)?).unwrap_or_default())
+            };
+            Ok((
+                r.get::<_, i64>(0)?,
+                ClientRows {
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                    company: r.get(3)?,
+                    phone_norm: r.get(4)?,
+                    email_norm: r.get(5)?,
+                    company_norm: r.get(6)?,
+                    owner: r.get(7)?,
+                    supervisor: r.get(8)?,
+                    stage: r.get(9)?,
+                    stage_entered_at: r.get(10)?,
+                    due_at: r.get(11)?,
+                    created_at: r.get(12)?,
+                    won_at: r.get(13)?,
+                    lost_at: r.get(14)?,
+                    loss_reason: r.get(15)?,
+                    concurrent_moves: r.get(16)?,
+                    concurrent_handovers: r.get(17)?,
+                    conflicts: r.get(18)?,
+                    tags: list(19)?,
+                    collaborators: list(20)?,
+                    visits: Vec::new(),
+                    transitions: Vec::new(),
+                    search: String::new(),
+                },
+            ))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    rows.visits = conn
+        .prepare_cached(
+            "SELECT stage, entered_at, left_at FROM stage_visits WHERE client_id = ?1 ORDER BY seq",
+        )?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.transitions = conn
+        .prepare_cached(
+            "SELECT id, from_stage, to_stage, at, skipped, effective FROM transitions
+             WHERE client_id = ?1 ORDER BY rowid",
+        )?
+        .query_map([id], |r| {
+            Ok(TransitionRow {
+                id: r.get(0)?,
+                from: r.get(1)?,
+                to: r.get(2)?,
+                at: r.get(3)?,
+                skipped: r.get(4)?,
+                effective: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.search = conn
+        .prepare_cached("SELECT body FROM client_search WHERE rowid = ?1")?
+        .query_row([rowid], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    Ok(Some(rows))
 }
 
 /// Removes a client's rows (its document is gone from this replica).
@@ -142,22 +345,6 @@ pub fn delete_client(tx: &Transaction, id: &str) -> Result<()> {
         [id],
     )?;
     tx.execute("DELETE FROM clients WHERE id = ?1", [id])?;
-    Ok(())
-}
-
-/// Refreshes the client's search text: profile, tags and the communication history.
-fn write_search(tx: &Transaction, view: &ClientView) -> Result<()> {
-    let rowid: i64 = tx.query_row("SELECT rowid FROM clients WHERE id = ?1", [&view.id], |r| {
-        r.get(0)
-    })?;
-    tx.execute("DELETE FROM client_search WHERE rowid = ?1", [rowid])?;
-    let mut body: Vec<&str> = view.profile.values().map(String::as_str).collect();
-    body.extend(view.tags.iter().map(String::as_str));
-    body.extend(view.notes.iter().map(|n| n.text.as_str()));
-    tx.execute(
-        "INSERT INTO client_search(rowid, body) VALUES (?1, ?2)",
-        params![rowid, body.join("\n")],
-    )?;
     Ok(())
 }
 

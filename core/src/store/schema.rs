@@ -6,7 +6,7 @@ use rusqlite::{Connection, Transaction};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the file to [`SCHEMA_VERSION`] in one transaction. Only a new file
 /// (`create`) gets a fresh schema; opening an empty or foreign file is refused untouched.
@@ -145,11 +145,19 @@ INSERT INTO meta(key, value) VALUES ('read_model_needs_rebuild', '1')
     ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
 
+/// Version 4: each document's heads next to its bytes, so that a provisioning bundle and a
+/// sync answer can tell what a document holds without loading it. Rows written before
+/// have none (NULL) and are read by loading the document.
+const V4: &str = "
+ALTER TABLE documents ADD COLUMN heads BLOB;
+";
+
 /// Creates the current schema in an empty file.
 fn init(tx: &Transaction) -> Result<()> {
     tx.execute_batch(V1)?;
     tx.execute_batch(V2)?;
     tx.execute_batch(V3)?;
+    tx.execute_batch(V4)?;
     tx.execute(
         "DELETE FROM meta WHERE key = 'read_model_needs_rebuild'",
         [],
@@ -164,6 +172,7 @@ fn upgrade_from(tx: &Transaction, version: i64) -> Result<()> {
         // them from the documents on the next open (see Replica::open).
         1 => tx.execute_batch(V2)?,
         2 => tx.execute_batch(V3)?,
+        3 => tx.execute_batch(V4)?,
         other => {
             return Err(Error::Storage(format!(
                 "no upgrade path from replica schema {other}"
