@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
-    Approval, ClientDoc, EventList, FieldConflict, Handover, Note, NoteKind, Quote, StageTransition,
+    Approval, ClientDoc, ClientRecord, EventList, FieldConflict, Handover, Note, NoteKind, Quote,
+    StageTransition,
 };
 use crate::clock::{Millis, HOUR_MS};
 use crate::team::{Role, TeamDoc};
@@ -256,7 +257,16 @@ fn may_approve(team: &TeamDoc, author: Option<&str>, role: &str) -> bool {
 
 /// Derives a client's state.
 pub fn fold(client: &ClientDoc, team: &TeamDoc, now: Millis) -> Result<ClientView> {
-    let mut record = client.record()?;
+    fold_record(client.record()?, client, team, now)
+}
+
+/// [`fold`] of a record already read from `client` (one hydration instead of two).
+pub fn fold_record(
+    mut record: ClientRecord,
+    client: &ClientDoc,
+    team: &TeamDoc,
+    now: Millis,
+) -> Result<ClientView> {
     let pipeline = &team.team().pipeline;
     let rules = &team.team().rules;
 

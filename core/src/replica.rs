@@ -499,10 +499,12 @@ fn store_checked(
     }
     let mut client = ClientDoc::from_doc(doc, Some((id, team.id()?)))?;
     let changes = client.doc_mut().get_changes(&[]);
-    client.check_received(&changes).map_err(|e| match e {
-        Error::CorruptDocument { reason, .. } => corrupt(reason),
-        other => other,
-    })?;
+    client
+        .check_received(&changes, false)
+        .map_err(|e| match e {
+            Error::CorruptDocument { reason, .. } => corrupt(reason),
+            other => other,
+        })?;
     let actors: std::collections::BTreeSet<String> = changes
         .iter()
         .map(|c| c.actor_id().to_hex_string())

@@ -379,7 +379,7 @@ impl Hub {
             if !check_access {
                 continue;
             }
-            let record = c.doc().record()?;
+            let record = c.record()?;
             let me = user.to_string();
             let allowed = if c.existed() {
                 // Visible now, or owned before a handover: edits a rep made offline before

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::client::ClientRecord;
+use crate::fold::fold_record;
+
 use super::*;
 
 /// `(document id, heads)` of several documents.
@@ -216,6 +219,7 @@ impl Replica {
                         before,
                         new_actors: BTreeSet::new(),
                         heads: Vec::new(),
+                        record: None,
                     });
                 }
             }
@@ -242,12 +246,19 @@ impl Replica {
                 .doc
                 .doc_mut()
                 .get_changes(c.before.as_deref().unwrap_or_default());
-            c.doc.check_received(&received).map_err(with_id)?;
+            c.doc
+                .check_received(&received, c.before.is_some())
+                .map_err(with_id)?;
             c.new_actors = received
                 .iter()
                 .map(|ch| ch.actor_id().to_hex_string())
                 .collect();
             c.heads = c.doc.doc_mut().get_heads();
+            // A document that gains changes is read once here: the caller's checks and the
+            // fold use that.
+            if c.before.as_deref() != Some(&c.heads[..]) {
+                c.record = Some(c.doc.record().map_err(with_id)?);
+            }
         }
         if !first && entries.iter().all(|e| e.kind != DocKind::Team) {
             // The usual sync: no team changes, nothing to re-read or check.
@@ -329,6 +340,11 @@ impl Replica {
             .filter(|id| prepared.clients.iter().all(|c| c.id.to_string() != **id))
             .cloned()
             .collect();
+        let mut others = others;
+        read_model::in_row_order(self.store.conn(), &mut prepared.clients, |c| {
+            c.id.to_string()
+        })?;
+        read_model::in_row_order(self.store.conn(), &mut others, String::clone)?;
         let team = &mut prepared.team;
         let team_before = prepared.team_before.as_deref();
         let clients = &mut prepared.clients;
@@ -353,7 +369,10 @@ impl Replica {
                     now,
                 )?;
                 if changed || refold.contains(&c.id.to_string()) {
-                    let view = fold(&c.doc, team, now)?;
+                    let view = match c.record.take() {
+                        Some(record) => fold_record(record, &c.doc, team, now)?,
+                        None => fold(&c.doc, team, now)?,
+                    };
                     read_model::upsert_client(tx, &view, &team.team().pipeline)?;
                 }
             }
@@ -373,6 +392,7 @@ pub struct PreparedClient {
     before: Option<Vec<ChangeHash>>,
     new_actors: BTreeSet<String>,
     heads: Vec<ChangeHash>,
+    record: Option<ClientRecord>,
 }
 
 impl PreparedClient {
@@ -394,6 +414,14 @@ impl PreparedClient {
     /// Heads of the merged document.
     pub fn heads(&self) -> &[ChangeHash] {
         &self.heads
+    }
+
+    /// The merged document's record, read once when it was prepared.
+    pub fn record(&self) -> Result<ClientRecord> {
+        match &self.record {
+            Some(record) => Ok(record.clone()),
+            None => self.doc.record(),
+        }
     }
 }
 
