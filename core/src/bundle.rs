@@ -13,7 +13,7 @@
 //! from a stream one entry at a time, so a new phone never holds the whole bundle; the
 //! checksum is checked at the end, before anything is committed.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
@@ -112,11 +112,15 @@ pub struct Bundle {
 impl Bundle {
     /// Encodes the bundle.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = BundleWriter::new(&self.header);
-        for e in &self.entries {
-            w.entry(e.kind, &e.doc_id, &e.data, e.summary.as_deref());
+        let mut out = Vec::new();
+        // Writing to a buffer cannot fail.
+        if let Ok(mut w) = BundleWriter::new(&self.header, &mut out) {
+            for e in &self.entries {
+                let _ = w.entry(e.kind, &e.doc_id, &e.data, e.summary.as_deref());
+            }
+            let _ = w.finish();
         }
-        w.finish()
+        out
     }
 
     /// Decodes a bundle, refusing anything truncated, altered or of another format.
@@ -146,20 +150,36 @@ impl Bundle {
     }
 }
 
-/// Writes a bundle entry by entry, without holding the entries twice.
+/// Writes a bundle entry by entry into `W` (a buffer, or a response body that is sent
+/// while the rest is still being written), hashing as it goes.
 #[derive(Debug)]
-pub struct BundleWriter {
-    w: Writer,
+pub struct BundleWriter<W: Write> {
+    out: W,
+    hasher: Sha256,
 }
 
-impl BundleWriter {
+fn write_error(e: std::io::Error) -> Error {
+    Error::Network(format!("writing the bundle: {e}"))
+}
+
+impl<W: Write> BundleWriter<W> {
     /// Starts a bundle with its header.
-    pub fn new(header: &BundleHeader) -> Self {
-        let mut w = Writer::default();
-        w.bytes(MAGIC);
-        w.u16(BUNDLE_VERSION);
-        w.blob(&serde_json::to_vec(header).unwrap_or_default());
-        BundleWriter { w }
+    pub fn new(header: &BundleHeader, out: W) -> Result<Self> {
+        let mut w = BundleWriter {
+            out,
+            hasher: Sha256::new(),
+        };
+        let mut start = Writer::default();
+        start.bytes(MAGIC);
+        start.u16(BUNDLE_VERSION);
+        start.blob(&serde_json::to_vec(header).unwrap_or_default());
+        w.put(&start.buf)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.out.write_all(bytes).map_err(write_error)
     }
 
     /// Appends one document.
@@ -169,22 +189,28 @@ impl BundleWriter {
         doc_id: &str,
         data: &[u8],
         summary: Option<&DocSummary>,
-    ) {
-        self.w.u8(kind_byte(kind));
-        self.w.short_str(doc_id);
-        self.w.blob(data);
-        match summary {
-            Some(s) => self.w.blob(&serde_json::to_vec(s).unwrap_or_default()),
-            None => self.w.u32(0),
-        }
+    ) -> Result<()> {
+        let mut w = Writer::default();
+        w.u8(kind_byte(kind));
+        w.short_str(doc_id);
+        w.u32(data.len() as u32);
+        self.put(&w.buf)?;
+        self.put(data)?;
+        let summary = summary
+            .map(|s| serde_json::to_vec(s).unwrap_or_default())
+            .unwrap_or_default();
+        self.put(&(summary.len() as u32).to_be_bytes())?;
+        self.put(&summary)
     }
 
-    /// Ends the entries and appends the checksum.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.w.u8(END);
-        let digest = Sha256::digest(&self.w.buf);
-        self.w.bytes(&digest);
-        self.w.buf
+    /// Ends the entries, appends the checksum and flushes. A bundle dropped before this
+    /// has no checksum: a reader refuses it.
+    pub fn finish(mut self) -> Result<W> {
+        self.put(&[END])?;
+        let digest = self.hasher.clone().finalize();
+        self.out.write_all(&digest).map_err(write_error)?;
+        self.out.flush().map_err(write_error)?;
+        Ok(self.out)
     }
 }
 

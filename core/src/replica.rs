@@ -33,7 +33,7 @@ use crate::{Error, Result};
 
 mod admin;
 mod bundles;
-pub use admin::Provisioned;
+pub use admin::{DeviceGrant, Provisioned};
 pub use bundles::{PreparedClient, PreparedImport};
 mod clients;
 mod sync;
@@ -271,7 +271,7 @@ impl Replica {
         let now = clock.now_ms();
         let mut store = Store::create(path)?;
         // One transaction, one client at a time.
-        let written = store.write(|tx| {
+        let written = store.bulk_load(|tx| {
             meta_set(tx, "team_id", &team.team().id)?;
             meta_set(tx, "user_id", &user.to_string())?;
             meta_set(tx, "actor", &provision.actor)?;

@@ -118,6 +118,19 @@ impl Store {
         }
     }
 
+    /// Like [`Store::write`], for filling a new file in one transaction (a join): the
+    /// transaction runs with a rollback journal, so every page is written once into the
+    /// file instead of into the write-ahead log and then again by its checkpoint; the
+    /// file is back in WAL mode afterwards, whether the write succeeded or not.
+    pub fn bulk_load<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        self.conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        let out = self.write(f);
+        self.conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        out
+    }
+
     /// Read access.
     pub fn conn(&self) -> &Connection {
         &self.conn

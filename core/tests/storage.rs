@@ -9,7 +9,7 @@ use fieldsync_core::bundle::Bundle;
 use fieldsync_core::client::NoteKind;
 use fieldsync_core::pipeline::Template;
 use fieldsync_core::store::documents::{self, COMPACT_AFTER};
-use fieldsync_core::store::read_model::ClientFilter;
+use fieldsync_core::store::read_model::{self, ClientFilter};
 use fieldsync_core::store::schema::SCHEMA_VERSION;
 use fieldsync_core::{ClientId, Error, ManualClock, MoveOptions, NewClient, Replica};
 
@@ -542,6 +542,13 @@ fn a_phone_joined_from_summaries_shows_what_folding_every_document_shows() {
     assert_eq!(read_model_of(&fast, &ids), read_model_of(&full, &ids));
     assert_eq!(read_model_of(&fast, &ids), read_model_of(&admin, &ids));
     assert_eq!(fast.heads().unwrap(), full.heads().unwrap());
+    // Written with a rollback journal, back in WAL mode for everything after.
+    let mode: String = fast
+        .store()
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
     // The stored documents load and take edits like any other.
     let mut fast = fast;
     fast.add_note(&ids[1], NoteKind::Call, "回访：白云电器要报价")
@@ -584,4 +591,62 @@ fn a_summary_that_describes_another_client_is_refused_and_leaves_no_file() {
     let err = Replica::join(&phone, &b.encode(), clock.clone()).unwrap_err();
     assert!(matches!(err, Error::BadBundle(_)), "{err}");
     assert!(!phone.exists());
+}
+
+#[test]
+fn a_provisioning_bundle_altered_at_its_end_leaves_no_replica_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let admin_path = dir.path().join("admin.db");
+    populated(&admin_path, &clock);
+    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let me = admin.identity().user_id.parse().unwrap();
+    let mut bytes = admin.provision_device(me).unwrap();
+    // The last byte of the checksum: every entry reads and is written before the
+    // mismatch shows, and the transaction is rolled back.
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let phone = dir.path().join("phone.db");
+    let err = Replica::join_from(&phone, &bytes[..], clock.clone()).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert!(!phone.exists());
+    // Cut short, as a dropped connection would.
+    let bytes = admin.provision_device(me).unwrap();
+    let err = Replica::join_from(&phone, &bytes[..bytes.len() / 2], clock.clone()).unwrap_err();
+    assert!(matches!(err, Error::BadBundle(_)), "{err}");
+    assert!(!phone.exists());
+}
+
+#[test]
+fn writing_a_clients_rows_again_writes_only_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let path = dir.path().join("r.db");
+    let ids = populated(&path, &clock);
+    let r = Replica::open(&path, clock.clone()).unwrap();
+    let conn = r.store().conn();
+    let id = ids[0].to_string();
+    let rows = read_model::read(conn, &id).unwrap().unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    let written = |rows: &read_model::ClientRows| {
+        let before = conn.total_changes();
+        read_model::write(&tx, rows).unwrap();
+        assert_eq!(&read_model::read(conn, &id).unwrap().unwrap(), rows);
+        conn.total_changes() - before
+    };
+    // The same rows: nothing is written.
+    assert_eq!(written(&rows), 0);
+    // A new note: only the search text (its index row out, the new one in).
+    let mut noted = rows.clone();
+    noted.search.push_str("\n回访：客户要求下周演示");
+    let search_only = written(&noted);
+    assert!(search_only > 0);
+    // A stage move: the client row too, and its stays, on top of the search text.
+    let mut moved = rows.clone();
+    moved.stage = "first_contact".into();
+    moved
+        .visits
+        .push(("first_contact".into(), T0 + 2 * HOUR, None));
+    assert!(written(&moved) > search_only);
+    assert_eq!(r.search("客户要求下周演示").unwrap().len(), 0);
 }

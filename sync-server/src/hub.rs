@@ -173,18 +173,28 @@ impl Hub {
     /// the provisioning bundle (compact snapshots of everything it may see, the fast path
     /// of a new phone).
     pub fn join(&mut self, device: &Device) -> AppResult<Vec<u8>> {
+        let mut bundle = Vec::new();
+        self.join_into(device, &mut bundle)?;
+        Ok(bundle)
+    }
+
+    /// Like [`Hub::join`], writing the bundle into `out` while it is read from the store.
+    /// The device and its hints are recorded before the bundle's checksum is written, so
+    /// a device never completes a join this server did not record; if anything fails
+    /// first, the bundle stops short of its checksum and the device writes nothing.
+    pub fn join_into(&mut self, device: &Device, out: impl std::io::Write) -> AppResult<()> {
         if device.actor.is_some() {
             return Err(AppError::Conflict(
                 "this token already joined a replica; ask for a new device token".into(),
             ));
         }
         let user = Self::user(device)?;
-        let provisioned = self.replica.provision(user, true)?;
-        self.store
-            .set_device_actor(&device.id, &provisioned.actor)?;
+        let (grant, bundle) = self.replica.provision_into(user, true, out)?;
+        self.store.set_device_actor(&device.id, &grant.actor)?;
         // What the new device has: later syncs send it only what changes after this.
-        self.store.set_hints(&device.id, &provisioned.heads)?;
-        Ok(provisioned.bundle)
+        self.store.set_hints(&device.id, &grant.heads)?;
+        bundle.finish()?;
+        Ok(())
     }
 
     /// Holds a departed user's upload for review. Uploads without changes are not kept.

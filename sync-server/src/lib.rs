@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod store;
 
 use error::{AppError, AppResult};
+use futures_util::StreamExt;
 use hub::Hub;
 use metrics::Metrics;
 use store::Device;
@@ -145,12 +146,92 @@ fn binary(body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// The provisioning bundle goes out while the hub is still writing it: the device starts
+/// on the first chunk instead of waiting for the whole bundle. An error before the first
+/// chunk is answered as an error; after it, the body ends short of the bundle's checksum
+/// and the device writes nothing.
 async fn join(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let (device, member) = authenticate(&state, &headers).await?;
     Hub::require_active(&member)?;
-    let bundle = state.with_hub(move |hub| hub.join(&device)).await?;
-    state.metrics.join();
-    Ok(binary(bundle))
+    let (sender, mut chunks) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let worker = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let out = ChunkSender::new(sender);
+            state.with_hub(move |hub| hub.join_into(&device, out)).await
+        })
+    };
+    let Some(first) = chunks.recv().await else {
+        return match worker.await {
+            Ok(Ok(())) => Err(AppError::Internal("the bundle was empty".into())),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(AppError::Internal(format!("worker failed: {e}"))),
+        };
+    };
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        match worker.await {
+            Ok(Ok(())) => metrics.join(),
+            Ok(Err(e)) => tracing::warn!("join failed while its bundle was sent: {e}"),
+            Err(e) => tracing::warn!("join worker failed: {e}"),
+        }
+    });
+    let rest = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    });
+    let body = futures_util::stream::once(async { first })
+        .chain(rest)
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [(header::CONTENT_TYPE, fieldsync_core::sync::CONTENT_TYPE)],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Bytes written to it go to a response body in chunks of [`ChunkSender::CHUNK`]; bytes
+/// not yet sent when it is dropped are never sent.
+struct ChunkSender {
+    sender: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    const CHUNK: usize = 256 * 1024;
+
+    fn new(sender: tokio::sync::mpsc::UnboundedSender<Bytes>) -> Self {
+        ChunkSender {
+            sender,
+            buf: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::CHUNK));
+        self.sender.send(Bytes::from(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the device closed the connection",
+            )
+        })
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
 }
 
 async fn sync(

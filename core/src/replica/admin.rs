@@ -120,6 +120,24 @@ impl Replica {
     /// carries the change sequence it is current up to. The heads of every document in it
     /// are returned too (what the new device has).
     pub fn provision(&mut self, user: UserId, with_cursor: bool) -> Result<Provisioned> {
+        let (grant, bundle) = self.provision_into(user, with_cursor, Vec::new())?;
+        Ok(Provisioned {
+            bundle: bundle.finish()?,
+            actor: grant.actor,
+            heads: grant.heads,
+        })
+    }
+
+    /// Like [`Replica::provision`], writing the bundle into `out` as it is read from the
+    /// store (a sync server streams it to the device). The bundle is returned unfinished:
+    /// the caller records the device, then calls [`BundleWriter::finish`], which writes
+    /// the checksum; a bundle dropped before that is refused by its reader.
+    pub fn provision_into<W: std::io::Write>(
+        &mut self,
+        user: UserId,
+        with_cursor: bool,
+        out: W,
+    ) -> Result<(DeviceGrant, BundleWriter<W>)> {
         self.require_role(&[Role::Admin], "adding a device")?;
         match self.team.member(&user) {
             None => return Err(Error::UnknownUser(user.to_string())),
@@ -141,35 +159,34 @@ impl Replica {
         } else {
             None
         };
-        let mut bundle = BundleWriter::new(&BundleHeader {
-            kind: BundleKind::Changes,
-            team: self.team().id.clone(),
-            founder: self.team.founder().to_string(),
-            from_user: self.me.to_string(),
-            created_at: self.now(),
-            provision: Some(Provision {
-                user: user.to_string(),
-                actor: actor.clone(),
-                cursor,
-            }),
-        });
+        let mut bundle = BundleWriter::new(
+            &BundleHeader {
+                kind: BundleKind::Changes,
+                team: self.team().id.clone(),
+                founder: self.team.founder().to_string(),
+                from_user: self.me.to_string(),
+                created_at: self.now(),
+                provision: Some(Provision {
+                    user: user.to_string(),
+                    actor: actor.clone(),
+                    cursor,
+                }),
+            },
+            out,
+        )?;
         let mut heads = Vec::with_capacity(visible.len() + 1);
         let team_key = team_doc_id(self.team());
         let mut team_doc = self.team.doc().clone();
-        bundle.entry(DocKind::Team, &team_key, &team_doc.save(), None);
+        bundle.entry(DocKind::Team, &team_key, &team_doc.save(), None)?;
         heads.push((team_key, team_doc.get_heads()));
         for id in visible {
             let Some((data, summary)) = self.summarize(&id)? else {
                 continue;
             };
-            bundle.entry(DocKind::Client, &id, &data, Some(&summary));
+            bundle.entry(DocKind::Client, &id, &data, Some(&summary))?;
             heads.push((id, summary.heads));
         }
-        Ok(Provisioned {
-            bundle: bundle.finish(),
-            actor,
-            heads,
-        })
+        Ok((DeviceGrant { actor, heads }, bundle))
     }
 
     /// A client document's stored bytes and its [`DocSummary`], read without loading the
@@ -221,6 +238,16 @@ impl Replica {
                 .parse::<UserId>()
                 .is_ok_and(|owner| self.team.is_in_subtree(user, &owner))
     }
+}
+
+/// A device registered by [`Replica::provision_into`]: its actor, and the heads of every
+/// document its bundle carries.
+#[derive(Debug)]
+pub struct DeviceGrant {
+    /// The automerge actor (hex) registered for the device.
+    pub actor: String,
+    /// `(document id, heads)` of every document in the bundle.
+    pub heads: Vec<(String, Vec<ChangeHash>)>,
 }
 
 /// A provisioned device: its bundle, its actor, and the heads of every document it gets.
