@@ -498,6 +498,16 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     assert_eq!(written.len(), ids.len());
 }
 
+/// An admin's replica with a few clients (see [`populated`]), reopened.
+fn admin_replica() -> (tempfile::TempDir, Arc<ManualClock>, Replica, Vec<ClientId>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let path = dir.path().join("admin.db");
+    let ids = populated(&path, &clock);
+    let admin = Replica::open(&path, clock.clone()).unwrap();
+    (dir, clock, admin, ids)
+}
+
 /// Everything a phone shows from its read model, and every client opened from its document.
 fn read_model_of(r: &Replica, ids: &[ClientId]) -> String {
     let opened: Vec<_> = ids.iter().map(|id| r.client(id).unwrap()).collect();
@@ -525,11 +535,7 @@ fn without_summaries(bundle: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_phone_joined_from_summaries_shows_what_folding_every_document_shows() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let admin_path = dir.path().join("admin.db");
-    let ids = populated(&admin_path, &clock);
-    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let (dir, clock, mut admin, ids) = admin_replica();
     let me = admin.identity().user_id.parse().unwrap();
     let bundle = admin.provision_device(me).unwrap();
     let fast = Replica::join(&dir.path().join("fast.db"), &bundle, clock.clone()).unwrap();
@@ -578,11 +584,7 @@ fn a_version_3_replica_provisions_devices_from_documents_stored_without_heads() 
 
 #[test]
 fn a_summary_that_describes_another_client_is_refused_and_leaves_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let admin_path = dir.path().join("admin.db");
-    populated(&admin_path, &clock);
-    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let (dir, clock, mut admin, _) = admin_replica();
     let me = admin.identity().user_id.parse().unwrap();
     let mut b = Bundle::decode(&admin.provision_device(me).unwrap()).unwrap();
     let other = b.entries[2].summary.clone();
@@ -595,11 +597,7 @@ fn a_summary_that_describes_another_client_is_refused_and_leaves_no_file() {
 
 #[test]
 fn a_provisioning_bundle_altered_at_its_end_leaves_no_replica_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let admin_path = dir.path().join("admin.db");
-    populated(&admin_path, &clock);
-    let mut admin = Replica::open(&admin_path, clock.clone()).unwrap();
+    let (dir, clock, mut admin, _) = admin_replica();
     let me = admin.identity().user_id.parse().unwrap();
     let mut bytes = admin.provision_device(me).unwrap();
     // The last byte of the checksum: every entry reads and is written before the
