@@ -335,12 +335,11 @@ impl Replica {
         } else {
             Vec::new()
         };
-        let others: Vec<String> = refold
+        let mut others: Vec<String> = refold
             .iter()
             .filter(|id| prepared.clients.iter().all(|c| c.id.to_string() != **id))
             .cloned()
             .collect();
-        let mut others = others;
         read_model::in_row_order(self.store.conn(), &mut prepared.clients, |c| {
             c.id.to_string()
         })?;
