@@ -97,6 +97,9 @@ impl Hub {
         } else {
             Replica::open(&team_path, clock)?
         };
+        // An answer tells the device its changes are safe: each commit reaches the disk
+        // before the answer goes out, power cut included.
+        replica.store().sync_every_commit()?;
         let store: Box<dyn ServerStore> =
             Box::new(SqliteServerStore::open(&data.join("server.db"))?);
         let mut hub = Hub {

@@ -1437,3 +1437,21 @@ fn corrupt_automerge_bytes_for_an_existing_client_get_a_400_and_change_nothing()
     }
     assert_eq!(server_seq(&mut admin, &f.server), seq);
 }
+
+#[test]
+fn the_server_writes_each_commit_to_disk_before_it_answers() {
+    let dir = TempDir::new().expect("a temp dir");
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_780_000_000_000));
+    for start in ["first start", "restart"] {
+        let (hub, _) = Hub::open_with_clock(dir.path(), &init(), Limits::default(), clock.clone())
+            .expect("the hub opens");
+        let synchronous: i64 = hub
+            .replica()
+            .store()
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("a pragma");
+        // 2 = FULL: the write-ahead log is synced on every commit.
+        assert_eq!(synchronous, 2, "{start}");
+    }
+}
