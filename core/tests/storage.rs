@@ -235,7 +235,8 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
             "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
-             ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 1;",
+             ALTER TABLE documents DROP COLUMN heads;
+             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -479,7 +480,8 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
         let conn = rusqlite::Connection::open(&old).unwrap();
         conn.execute_batch(
             "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
-             ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 2;",
+             ALTER TABLE documents DROP COLUMN heads;
+             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -570,8 +572,11 @@ fn a_version_3_replica_provisions_devices_from_documents_stored_without_heads() 
     let ids = populated(&old, &clock);
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch("ALTER TABLE documents DROP COLUMN heads; PRAGMA user_version = 3;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE documents DROP COLUMN heads;
+             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 3;",
+        )
+        .unwrap();
     }
     let mut admin = Replica::open(&old, clock.clone()).unwrap();
     assert_eq!(user_version(&old), SCHEMA_VERSION);
@@ -647,4 +652,48 @@ fn writing_a_clients_rows_again_writes_only_what_differs() {
         .push(("first_contact".into(), T0 + 2 * HOUR, None));
     assert!(written(&moved) > search_only);
     assert_eq!(r.search("客户要求下周演示").unwrap().len(), 0);
+}
+
+#[test]
+fn what_a_document_gained_since_given_heads_is_read_from_its_stored_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let path = dir.path().join("r.db");
+    let ids = populated(&path, &clock);
+    let mut r = Replica::open(&path, clock.clone()).unwrap();
+    let id = ids[1].to_string();
+    let stored = |r: &Replica| documents::stored_heads(r.store().conn(), &id).unwrap();
+    let before = stored(&r).expect("heads are stored with the document");
+    r.add_note(&ids[1], NoteKind::Call, "第一次回访").unwrap();
+    r.add_note(&ids[1], NoteKind::Visit, "上门拜访").unwrap();
+    let chunks = documents::changes_since(r.store().conn(), &id, &before)
+        .unwrap()
+        .expect("the chunks start at those heads");
+    // The chunks bring a copy at `before` to exactly the document's heads.
+    let mut full = documents::load(r.store().conn(), &id).unwrap().unwrap();
+    let mut copy = full.fork_at(&before).unwrap();
+    copy.load_incremental(&chunks).unwrap();
+    assert_eq!(copy.get_heads(), full.get_heads());
+    assert_eq!(Some(full.get_heads()), stored(&r));
+    // Heads no chunk starts at: the caller loads the document.
+    let unknown = [automerge::ChangeHash([7; 32])];
+    assert_eq!(
+        documents::changes_since(r.store().conn(), &id, &unknown).unwrap(),
+        None
+    );
+    // After compaction the chunks are gone: loading again.
+    for i in 0..COMPACT_AFTER {
+        r.add_note(&ids[1], NoteKind::Call, &format!("回访 {i}"))
+            .unwrap();
+    }
+    assert_eq!(
+        documents::changes_since(r.store().conn(), &id, &before).unwrap(),
+        None
+    );
+    let (heads, changes) = r.changes_for_peer(&id, &before).unwrap().unwrap();
+    let mut copy = full.fork_at(&before).unwrap();
+    copy.load_incremental(&changes).unwrap();
+    full = documents::load(r.store().conn(), &id).unwrap().unwrap();
+    assert_eq!(copy.get_heads(), full.get_heads());
+    assert_eq!(heads, full.get_heads());
 }

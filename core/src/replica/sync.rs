@@ -101,6 +101,25 @@ impl Replica {
             .unwrap_or_default())
     }
 
+    /// A document's heads and what it gained since `since`, from what is stored and
+    /// without loading it: nothing when it is still at `since` (the usual case for a
+    /// document just uploaded), else the incremental chunks saved from `since` on. `None`
+    /// when the stored chunks do not start there: the caller loads the document.
+    fn stored_changes_since(
+        &self,
+        doc_id: &str,
+        since: &[ChangeHash],
+    ) -> Result<Option<(Vec<ChangeHash>, Vec<u8>)>> {
+        let conn = self.store.conn();
+        let Some(heads) = documents::stored_heads(conn, doc_id)? else {
+            return Ok(None);
+        };
+        if same_heads(&heads, since) {
+            return Ok(Some((heads, Vec::new())));
+        }
+        Ok(documents::changes_since(conn, doc_id, since)?.map(|changes| (heads, changes)))
+    }
+
     /// The next request: the outbox's documents (at most [`DOCS_PER_REQUEST`]) with the
     /// changes the server has not acknowledged, and the cursor.
     pub fn sync_request(&self) -> Result<SyncRequest> {
@@ -109,10 +128,20 @@ impl Replica {
             .into_iter()
             .take(DOCS_PER_REQUEST)
         {
+            let acked = documents::peer_heads(self.store.conn(), &doc_id)?;
+            if let Some((heads, changes)) = self.stored_changes_since(&doc_id, &acked)? {
+                docs.push(SyncDoc {
+                    kind: kind_of(&doc_id),
+                    heads,
+                    doc_id,
+                    changes,
+                });
+                continue;
+            }
             let Some(mut doc) = self.load_any(&doc_id)? else {
                 continue;
             };
-            let acked: Vec<ChangeHash> = documents::peer_heads(self.store.conn(), &doc_id)?
+            let acked: Vec<ChangeHash> = acked
                 .into_iter()
                 .filter(|h| doc.get_change_by_hash(h).is_some())
                 .collect();
@@ -237,12 +266,8 @@ impl Replica {
         doc_id: &str,
         their_heads: &[ChangeHash],
     ) -> Result<Option<(Vec<ChangeHash>, Vec<u8>)>> {
-        // Already in step (the usual case for a document the device just uploaded): the
-        // stored heads answer without loading the document.
-        if let Some(heads) = documents::stored_heads(self.store.conn(), doc_id)? {
-            if same_heads(&heads, their_heads) {
-                return Ok(Some((heads, Vec::new())));
-            }
+        if let Some(answer) = self.stored_changes_since(doc_id, their_heads)? {
+            return Ok(Some(answer));
         }
         let Some(mut doc) = self.load_any(doc_id)? else {
             return Ok(None);

@@ -138,8 +138,10 @@ pub fn save(
         )?;
         tx.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
     } else {
-        tx.prepare_cached("INSERT INTO doc_changes(doc_id, seq, data) VALUES (?1, ?2, ?3)")?
-            .execute(params![doc_id, next, chunk])?;
+        tx.prepare_cached(
+            "INSERT INTO doc_changes(doc_id, seq, data, base) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![doc_id, next, chunk, encode_heads(before)])?;
         tx.prepare_cached("UPDATE documents SET heads = ?2, updated_at = ?3 WHERE doc_id = ?1")?
             .execute(params![doc_id, heads, now])?;
     }
@@ -175,6 +177,41 @@ pub fn stored(conn: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
         bytes,
         heads: heads.map(|h| decode_heads(&h)),
     }))
+}
+
+/// The changes a document gained since `heads`, read from its stored incremental chunks
+/// without loading it: when a chunk was saved on exactly those heads, that chunk and every
+/// later one. `None` when no chunk starts there (the document was compacted since, or
+/// `heads` are not a state it was saved in): load the document instead.
+pub fn changes_since(
+    conn: &Connection,
+    doc_id: &str,
+    heads: &[ChangeHash],
+) -> Result<Option<Vec<u8>>> {
+    if heads.is_empty() {
+        return Ok(None);
+    }
+    let mut wanted = heads.to_vec();
+    wanted.sort();
+    let mut stmt =
+        conn.prepare_cached("SELECT base, data FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([doc_id])?;
+    let mut out: Option<Vec<u8>> = None;
+    while let Some(row) = rows.next()? {
+        if out.is_none() {
+            let base: Option<Vec<u8>> = row.get(0)?;
+            let mut base = decode_heads(&base.unwrap_or_default());
+            base.sort();
+            if base != wanted {
+                continue;
+            }
+            out = Some(Vec::new());
+        }
+        if let Some(out) = out.as_mut() {
+            out.extend_from_slice(&row.get::<_, Vec<u8>>(1)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The heads stored with a document, if the row has them (see [`stored`]).

@@ -145,11 +145,13 @@ INSERT INTO meta(key, value) VALUES ('read_model_needs_rebuild', '1')
     ON CONFLICT(key) DO UPDATE SET value = '1';
 ";
 
-/// Version 4: each document's heads next to its bytes, so that a provisioning bundle and a
-/// sync answer can tell what a document holds without loading it. Rows written before
-/// have none (NULL) and are read by loading the document.
+/// Version 4: each document's heads next to its bytes, and the heads each incremental
+/// chunk builds on, so that a provisioning bundle and a sync answer can tell what a
+/// document holds, and what it gained since given heads, without loading it. Rows
+/// written before have none (NULL) and are read by loading the document.
 const V4: &str = "
 ALTER TABLE documents ADD COLUMN heads BLOB;
+ALTER TABLE doc_changes ADD COLUMN base BLOB;
 ";
 
 /// Creates the current schema in an empty file.
