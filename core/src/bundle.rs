@@ -246,28 +246,19 @@ fn io_error(e: std::io::Error) -> Error {
 
 impl<R: Read> BundleReader<R> {
     /// Reads the magic bytes, the version and the header.
-    pub fn new(inner: R) -> Result<Self> {
-        let mut source = Source::Stream {
-            inner,
-            hasher: Sha256::new(),
-            read: 0,
-            done: false,
-        };
-        let start = source.take(MAGIC.len() + 2).map_err(|e| match e {
-            Error::BadBundle(_) => bad("not a FieldSync bundle (too short)"),
-            other => other,
+    pub fn new(mut inner: R) -> Result<Self> {
+        let mut start = [0u8; MAGIC.len() + 2];
+        inner.read_exact(&mut start).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad("not a FieldSync bundle (too short)"),
+            _ => io_error(e),
         })?;
-        if &start[..8] != MAGIC {
+        if &start[..MAGIC.len()] != MAGIC {
             return Err(bad("not a FieldSync bundle (wrong magic bytes)"));
         }
-        let version = u16::from_be_bytes([start[8], start[9]]);
-        match version {
+        match u16::from_be_bytes([start[8], start[9]]) {
             1 => {
-                let Source::Stream { mut inner, .. } = source else {
-                    unreachable!("the source starts as a stream")
-                };
-                let mut bytes = start;
-                (&mut inner)
+                let mut bytes = start.to_vec();
+                inner
                     .take(MAX_BUNDLE_BYTES as u64)
                     .read_to_end(&mut bytes)
                     .map_err(io_error)?;
@@ -278,6 +269,14 @@ impl<R: Read> BundleReader<R> {
                 })
             }
             BUNDLE_VERSION => {
+                let mut hasher = Sha256::new();
+                hasher.update(start);
+                let mut source = Source::Stream {
+                    inner,
+                    hasher,
+                    read: start.len(),
+                    done: false,
+                };
                 let len = source.u32()? as usize;
                 let header: BundleHeader = serde_json::from_slice(&source.take(len)?)
                     .map_err(|e| bad(format!("header: {e}")))?;
