@@ -91,12 +91,7 @@ pub fn insert_snapshot(
         encode_heads(heads),
         now
     ])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO doc_actors(doc_id, actor) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-    )?;
-    for actor in actors {
-        stmt.execute(params![doc_id, actor])?;
-    }
+    insert_actors(tx, doc_id, actors)?;
     log_change(tx, doc_id)
 }
 
@@ -237,11 +232,20 @@ pub fn record_actors(tx: &Transaction, doc_id: &str, changes: &[automerge::Chang
         .iter()
         .map(|c| c.actor_id().to_hex_string())
         .collect();
+    insert_actors(tx, doc_id, actors)
+}
+
+/// Records that `actors` (hex) wrote a document.
+fn insert_actors(
+    tx: &Transaction,
+    doc_id: &str,
+    actors: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO doc_actors(doc_id, actor) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
     for actor in actors {
-        stmt.execute(params![doc_id, actor])?;
+        stmt.execute(params![doc_id, actor.as_ref()])?;
     }
     Ok(())
 }
