@@ -73,6 +73,30 @@ fn populated(path: &Path, clock: &Arc<ManualClock>) -> Vec<ClientId> {
     vec![a, b, c]
 }
 
+/// What each schema version added, newest first, as SQL that takes it away again.
+const UNDO: &[(i64, &str)] = &[
+    (
+        4,
+        "ALTER TABLE documents DROP COLUMN heads; ALTER TABLE doc_changes DROP COLUMN base;",
+    ),
+    (
+        3,
+        "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors;
+         DROP INDEX stage_visits_stage;",
+    ),
+    (2, "DROP TABLE client_search;"),
+];
+
+/// Turns a current replica file into one of schema `version`, as an older release left it.
+fn downgrade(path: &Path, version: i64) {
+    assert_eq!(UNDO[0].0, SCHEMA_VERSION, "UNDO lacks the newest version");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (_, sql) in UNDO.iter().filter(|(v, _)| *v > version) {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
 fn schema(path: &Path) -> Vec<(String, String, Option<String>)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn
@@ -231,15 +255,7 @@ fn a_version_1_replica_is_upgraded_and_search_works_again() {
     let old = dir.path().join("old.db");
     let ids = populated(&old, &clock);
     // Turn the replica into a version-1 file: no search index.
-    {
-        let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(
-            "DROP TABLE client_search; DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
-             ALTER TABLE documents DROP COLUMN heads;
-             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
+    downgrade(&old, 1);
     assert_eq!(user_version(&old), 1);
     assert!(schema(&old)
         .iter()
@@ -476,15 +492,7 @@ fn a_version_2_replica_gains_a_change_log_with_every_document() {
     let clock = clock();
     let old = dir.path().join("old.db");
     let ids = populated(&old, &clock);
-    {
-        let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(
-            "DROP TABLE change_log; DROP TABLE peer_heads; DROP TABLE doc_actors; DROP INDEX stage_visits_stage;
-             ALTER TABLE documents DROP COLUMN heads;
-             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 2;",
-        )
-        .unwrap();
-    }
+    downgrade(&old, 2);
     let r = Replica::open(&old, clock.clone()).unwrap();
     assert_eq!(user_version(&old), SCHEMA_VERSION);
     // Every client plus the team document, each once, numbered 1..=n.
@@ -570,14 +578,7 @@ fn a_version_3_replica_provisions_devices_from_documents_stored_without_heads() 
     let clock = clock();
     let old = dir.path().join("old.db");
     let ids = populated(&old, &clock);
-    {
-        let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(
-            "ALTER TABLE documents DROP COLUMN heads;
-             ALTER TABLE doc_changes DROP COLUMN base; PRAGMA user_version = 3;",
-        )
-        .unwrap();
-    }
+    downgrade(&old, 3);
     let mut admin = Replica::open(&old, clock.clone()).unwrap();
     assert_eq!(user_version(&old), SCHEMA_VERSION);
     let me = admin.identity().user_id.parse().unwrap();
